@@ -1,0 +1,51 @@
+"""The `etl` error vocabulary. Adapters (the API, the flows) map these in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class EtlError(Exception):
+    """Base class of every error the pipeline raises on purpose."""
+
+    code = "etl_error"
+
+
+class UnknownAssetError(EtlError, ValueError):
+    code = "unknown_asset"
+
+    def __init__(self, text: str) -> None:
+        super().__init__(f"unknown asset {text!r}")
+        self.text = text
+
+
+class UnrecognisedFormatError(EtlError):
+    """A CSV whose header matches none of the supported layouts."""
+
+    code = "unrecognised_format"
+
+    def __init__(self, path: Path, found: Sequence[str], expected: Sequence[str]) -> None:
+        listing = "\n  ".join(expected)
+        super().__init__(
+            f"{path}: unrecognised CSV format; found header {list(found)!r}; "
+            f"expected one of:\n  {listing}"
+        )
+        self.path = path
+
+
+class FileExtractError(EtlError):
+    """A file that was recognised but cannot be read as a whole (no symbol, no interval)."""
+
+    code = "file_extract_error"
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class LoadError(EtlError):
+    """A database failure while loading a batch: the batch was rolled back, the run fails."""
+
+    code = "load_error"

@@ -1,0 +1,196 @@
+"""The pipeline: extract -> validate -> transform -> load, recorded in the run ledger.
+
+    python -m etl.pipeline [--csv PATH ...] [--symbols bitcoin,ethereum] [--database-url URL]
+                           [--no-live] [--json] [--csv-symbol BTCUSD]
+
+Run status: `success` when every source loaded, `partial` when a source (or some of its
+files) failed but others loaded, `failed` when nothing could load or the database failed
+mid-batch (that batch is rolled back; re-running completes the job). Exit code 0 for
+`success` and `partial`, 1 for `failed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python etl/pipeline.py` from the project root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import Engine
+
+from etl.assets import AssetRegistry
+from etl.db import create_db_engine, migrate, write_transaction
+from etl.extract.parse import utc_now_ms
+from etl.ledger import finish_run, insert_quality, start_run, upsert_metric
+from etl.log import configure_logging, correlation
+from etl.quality import quality_report
+from etl.queries import series_times, series_window
+from etl.settings import Settings, get_settings
+from etl.sources.base import RunContext, Source, SourceResult
+from etl.sources.csv_files import CsvSource
+from etl.transform.metrics import series_metrics
+
+log = logging.getLogger("etl.pipeline")
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    duration_s: float
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "status": self.status, "duration_s": self.duration_s,
+            "sources": self.sources, "error": self.error,
+        }  # fmt: skip
+
+
+def overall_status(results: Sequence[SourceResult]) -> str:
+    ran = [r for r in results if r.status != "skipped"]
+    if ran and all(r.status == "failed" for r in ran):
+        return "failed"
+    if any(r.status in ("failed", "partial") for r in ran):
+        return "partial"
+    return "success"
+
+
+def refresh_derived(ctx: RunContext, results: Sequence[SourceResult]) -> None:
+    """Metrics and quality reports for every series this run loaded into."""
+    with write_transaction(ctx.engine) as conn:
+        for result in results:
+            for key, stats in result.series.items():
+                times, volumes = series_times(conn, key)
+                if times.size == 0:
+                    continue
+                window = series_window(conn, key)
+                metrics = series_metrics(window, key[2])
+                upsert_metric(conn, key, metrics, run_id=ctx.run_id, now_ms=ctx.now_ms)
+                report = quality_report(
+                    times, volumes, interval=key[2], stats=stats, now_ms=ctx.now_ms
+                )
+                insert_quality(conn, key, report, run_id=ctx.run_id, now_ms=ctx.now_ms)
+
+
+def run_pipeline(
+    settings: Settings,
+    *,
+    sources: Sequence[Source],
+    engine: Engine | None = None,
+    trigger: str = "cli",
+    run_id: str | None = None,
+    show_progress: bool = False,
+) -> RunSummary:
+    """Run every source, then the derived tables; the ledger records the outcome."""
+    run_id = run_id or str(uuid.uuid4())
+    own_engine = engine is None
+    engine = engine or create_db_engine(settings)
+    started = time.perf_counter()
+    try:
+        with correlation(run_id):
+            migrate(engine)
+            now_ms = utc_now_ms()
+            start_run(engine, run_id=run_id, trigger=trigger, now_ms=now_ms)
+            ctx = RunContext(engine, settings, run_id, AssetRegistry(), now_ms, show_progress)
+            log.info("run started", extra={"trigger": trigger})
+            summary = _run_sources(ctx, sources, started)
+            finish_run(
+                engine, run_id=run_id, status=summary.status, sources=summary.sources,
+                error=summary.error, now_ms=utc_now_ms(),
+            )  # fmt: skip
+            log.info("run finished", extra={"status": summary.status, "duration_s": summary.duration_s})
+            return summary
+    finally:
+        if own_engine:
+            engine.dispose()
+
+
+def _run_sources(ctx: RunContext, sources: Sequence[Source], started: float) -> RunSummary:
+    results: list[SourceResult] = []
+    error: str | None = None
+    try:
+        for source in sources:
+            results.append(source.run(ctx))
+        refresh_derived(ctx, results)
+        status = overall_status(results)
+    except Exception as exc:  # the run must be recorded as failed whatever broke
+        log.exception("run failed")
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    if status != "failed" and any(r.errors for r in results):
+        error = "; ".join(e for r in results for e in r.errors)[:2000]
+    return RunSummary(
+        run_id=ctx.run_id,
+        status=status,
+        duration_s=round(time.perf_counter() - started, 3),
+        sources={r.name: r.summary() for r in results},
+        error=error,
+    )
+
+
+def build_sources(args: argparse.Namespace, settings: Settings) -> list[Source]:
+    csv_paths = [Path(p) for p in args.csv] if args.csv else [settings.kaggle_data_path]
+    sources: list[Source] = [CsvSource(csv_paths, default_symbol=args.csv_symbol)]
+    return sources
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m etl.pipeline", description=__doc__.split("\n")[0])
+    parser.add_argument("--csv", action="append", metavar="PATH",
+                        help="CSV file or folder (repeatable); default KAGGLE_DATA_PATH or data/raw")
+    parser.add_argument("--symbols", help="coins for live sources, e.g. bitcoin,ethereum (COIN_IDS)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (DATABASE_URL)")
+    parser.add_argument("--no-live", action="store_true", help="skip live sources")
+    parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    parser.add_argument("--csv-symbol", help="asset for CSV files that name none (e.g. BTCUSD)")
+    parser.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides: dict[str, object] = {}
+    if args.database_url:
+        overrides["database_url"] = args.database_url
+    if args.symbols:
+        overrides["coin_ids"] = args.symbols
+    settings = get_settings(**overrides)
+    configure_logging(settings)
+    summary = run_pipeline(
+        settings, sources=build_sources(args, settings), trigger=args.trigger,
+        show_progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    if args.json:
+        sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
+    else:
+        sys.stdout.write(format_summary(summary))
+    return 1 if summary.status == "failed" else 0
+
+
+def format_summary(summary: RunSummary) -> str:
+    lines = [f"run {summary.run_id}: {summary.status} in {summary.duration_s:.2f}s"]
+    for name, counts in summary.sources.items():
+        numbers = ", ".join(
+            f"{k} {counts[k]}" for k in ("read", "inserted", "updated", "unchanged", "rejected")
+        )
+        lines.append(f"  {name}: {counts['status']} ({numbers})")
+        for detail in counts.get("details", []):
+            note = detail.get("error") or f"{detail.get('read', 0)} rows, {detail.get('rejected', 0)} rejected"
+            lines.append(f"    {detail['status']:8} {detail['file']}: {note}")
+    if summary.error:
+        lines.append(f"  error: {summary.error}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
