@@ -1,0 +1,179 @@
+"""Every supported layout, read from real files where we have them and from faithful
+fixtures otherwise, with exact expected values (no database needed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from etl.errors import UnrecognisedFormatError
+from etl.extract.csv_reader import iter_chunks, raw_lines, sniff
+from tests.conftest import FORMATS, REAL
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def read_all(path: Path, chunk_rows: int = 1000) -> tuple[str, pd.DataFrame]:
+    fmt, layout = sniff(path)
+    frames = [chunk.frame for chunk in iter_chunks(path, fmt, layout, chunk_rows)]
+    return fmt.name, pd.concat(frames, ignore_index=True)
+
+
+def test_kaggle_coin_daily_rows_open_at_midnight_of_their_date() -> None:
+    name, frame = read_all(REAL / "coin_Bitcoin.csv", chunk_rows=700)
+    assert name == "kaggle_coin_2021"
+    assert len(frame) == 2991
+    assert frame["open_time"].iloc[0] == ms("2013-04-29T00:00:00")
+    assert frame["open_time"].iloc[-1] == ms("2021-07-06T00:00:00")
+    first = frame.iloc[0]
+    # H/L/O/C column order in the file, mapped by name
+    assert (first["open"], first["high"], first["low"], first["close"]) == (
+        134.44400024414062, 147.48800659179688, 134.0, 144.5399932861328,
+    )  # fmt: skip
+    assert frame["volume"].isna().all()
+    assert frame["volume_quote"].iloc[-1] == 26501259869.76
+    assert set(frame["symbol"]) == {"BTC"} and set(frame["name"]) == {"Bitcoin"}
+    assert frame["line"].tolist() == list(range(2, 2993))
+
+
+def test_cryptodatadownload_mixed_second_and_millisecond_unix_times() -> None:
+    name, frame = read_all(REAL / "Gemini_BTCUSD_d.csv")
+    assert name == "cryptodatadownload"
+    assert len(frame) == 2394
+    times = pd.to_datetime(frame["open_time"], unit="ms", utc=True)
+    assert (times.dt.hour == 4).all() and (times.dt.minute == 0).all()
+    assert frame["open_time"].iloc[0] == ms("2022-04-27T04:00:00")
+    assert frame["open_time"].iloc[-1] == ms("2015-10-08T04:00:00")
+    assert frame["open_time"].is_monotonic_decreasing
+    assert frame["volume"].iloc[0] == 646.58759877  # Volume BTC is the base volume
+    assert frame["volume_quote"].iloc[0] == 25332661.99808582
+    assert frame["line"].iloc[0] == 3  # banner and header come first
+
+
+def test_yahoo_null_rows_are_missing_values_not_errors() -> None:
+    name, frame = read_all(REAL / "BTC-USD.csv")
+    assert name == "yahoo"
+    assert len(frame) == 2426  # no final newline: the last row is still read
+    nulls = frame[frame["close"].isna()]
+    assert nulls["line"].tolist() == [2041, 2216, 2219, 2220]
+    assert nulls["parse_error"].isna().all()
+    assert frame["volume_quote"].iloc[-1] == 63812743168
+
+
+def test_bitstamp_early_release_is_one_minute_bars() -> None:
+    name, frame = read_all(REAL / "bitstampUSD_1-min_data_slice.csv", chunk_rows=10_000)
+    assert name == "bitstamp"
+    assert len(frame) == 67824
+    assert frame["open_time"].iloc[0] == 1325317920 * 1000
+    assert frame["volume"].iloc[0] == 0.45558087
+    assert frame["volume_quote"].iloc[0] == 2.000000019
+
+
+@pytest.mark.parametrize(
+    ("file", "fmt", "count", "first_open", "symbol"),
+    [
+        ("Gemini_BTCUSD_d_2019.csv", "cryptodatadownload", 4, "2019-05-19T00:00:00", "BTCUSD"),
+        ("Gemini_ETHUSD_1h_2018.csv", "cryptodatadownload", 3, "2018-12-03T01:00:00", "ETHUSD"),
+        ("Gemini_BTCUSD_1h_2019.csv", "cryptodatadownload", 4, "2019-05-21T01:00:00", "BTCUSD"),
+        ("bitcoin_price.csv", "kaggle_price_2018", 5, "2018-02-20T00:00:00", None),
+        ("BTC-USD_yfinance.csv", "yfinance", 3, "2024-01-01T00:00:00", "BTC-USD"),
+        ("Bitcoin Historical Data.csv", "investing", 4, "2020-01-14T00:00:00", None),
+        ("bitstampUSD_1-min_data_2012-01-01_to_2021-03-31.csv", "bitstamp", 5,
+         "2011-12-31T07:52:00", None),
+        ("btcusd_1-min_data.csv", "bitstamp", 4, "2012-01-01T10:01:00", None),
+        ("my_candles.csv", "canonical", 4, "2024-03-01T00:00:00", "BTC-USD"),
+    ],
+)  # fmt: skip
+def test_fixture_layouts_are_recognised_and_normalised(
+    file: str, fmt: str, count: int, first_open: str, symbol: str | None
+) -> None:
+    name, frame = read_all(FORMATS / file)
+    assert name == fmt
+    assert len(frame) == count
+    assert frame["open_time"].iloc[0] == ms(first_open)
+    assert frame["parse_error"].isna().all()
+    assert (frame["symbol"].iloc[0] if symbol else None) == symbol
+
+
+def test_old_cryptodatadownload_hourly_clock_and_volumes() -> None:
+    _, frame = read_all(FORMATS / "Gemini_ETHUSD_1h_2018.csv")
+    assert frame["open_time"].tolist() == [
+        ms("2018-12-03T01:00:00"), ms("2018-12-03T00:00:00"), ms("2018-12-02T23:00:00"),
+    ]  # fmt: skip
+    assert frame["volume"].tolist() == [520.1, 610.3, 430.0]
+    assert frame["volume_quote"].tolist() == [58511.25, 69045.2, 49020.0]
+    _, unix = read_all(FORMATS / "Gemini_BTCUSD_1h_2019.csv")
+    assert unix["open_time"].diff().dropna().eq(-3_600_000).all()  # s and ms agree
+    assert unix["volume"].tolist() == [120.55, 98.1, 150.0, 88.25]
+    assert unix["volume_quote"].isna().all()
+
+
+def test_kaggle_old_release_thousands_separators_and_dash() -> None:
+    _, frame = read_all(FORMATS / "bitcoin_price.csv")
+    assert frame["volume_quote"].iloc[0] == 9_926_540_000
+    assert frame["volume_quote"].isna().tolist() == [False, False, False, True, True]
+    assert frame["open_time"].iloc[-1] == ms("2013-04-28T00:00:00")
+
+
+def test_investing_prices_and_suffixed_volumes() -> None:
+    _, frame = read_all(FORMATS / "Bitcoin Historical Data.csv")
+    assert frame["close"].tolist() == [8746.6, 8105.2, 8184.2, 8032.6]
+    assert frame["open"].iloc[0] == 8105.2
+    volumes = frame["volume"].tolist()
+    assert volumes[0] == pytest.approx(1.38e6)
+    assert volumes[1] == pytest.approx(648_300)
+    assert pd.isna(volumes[2])
+    assert volumes[3] == pytest.approx(0.95e9)
+
+
+def test_yfinance_columns_follow_their_labels_and_tickers() -> None:
+    _, frame = read_all(FORMATS / "BTC-USD_yfinance.csv")
+    first = frame.iloc[0]
+    assert (first["open"], first["high"], first["low"], first["close"]) == (
+        42280.234375, 44175.4375, 42214.9765625, 44167.33203125,
+    )  # fmt: skip
+    _, multi = read_all(FORMATS / "crypto_yfinance_multi.csv")
+    eth = multi[multi["symbol"] == "ETH-USD"]
+    assert eth["close"].tolist() == [2352.04, 2355.76]
+    assert eth["line"].tolist() == [4, 5]
+
+
+def test_bitstamp_nan_minutes_are_missing_values() -> None:
+    _, frame = read_all(FORMATS / "bitstampUSD_1-min_data_2012-01-01_to_2021-03-31.csv")
+    assert frame["close"].isna().tolist() == [False, True, True, False, False]
+
+
+def test_unrecognised_header_names_the_file_and_the_expected_layouts() -> None:
+    with pytest.raises(UnrecognisedFormatError) as error:
+        sniff(FORMATS / "unknown_layout.csv")
+    message = str(error.value)
+    assert "unknown_layout.csv" in message
+    assert "['time', 'price', 'qty']" in message
+    assert "SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap" in message
+    assert "symbol,timestamp,open,high,low,close" in message
+
+
+def test_unsplittable_lines_keep_later_line_numbers_exact(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text(
+        "symbol,timestamp,open,high,low,close,volume\n"
+        "BTC,2024-01-01T00:00:00Z,1,2,1,2,5\n"
+        "BTC,2024-01-01T01:00:00Z,1,2,1,2,5,extra,fields\n"
+        "\n"
+        "BTC,2024-01-01T02:00:00Z,1,2,1,2,5\n"
+    )
+    fmt, layout = sniff(path)
+    chunks = list(iter_chunks(path, fmt, layout, 2))
+    lines = [int(x) for c in chunks for x in c.frame["line"]]
+    assert lines == [2, 5]
+    assert [m for c in chunks for m in c.malformed] == [(3, "expected 7 fields, saw 9")]
+    assert sum(c.blank_lines for c in chunks) == 1
+    assert raw_lines(path, [3, 5]) == {
+        3: "BTC,2024-01-01T01:00:00Z,1,2,1,2,5,extra,fields",
+        5: "BTC,2024-01-01T02:00:00Z,1,2,1,2,5",
+    }
