@@ -82,17 +82,14 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return config
 
 
 def head_revision() -> str | None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -101,25 +98,22 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine) -> str | None:
-    """Bring the schema to head (no-op when already there); safe for concurrent callers."""
-    head = head_revision()
-    if current_revision(engine) == head:
-        return head
+    """Bring the schema to head (a no-op when already there); safe for concurrent callers:
+    an advisory lock on PostgreSQL, a lock file beside the database on SQLite."""
+    if current_revision(engine) == head_revision():
+        return head_revision()
     if is_sqlite(engine):
-        database = engine.url.database or "memory"
-        with FileLock(f"{database}.migrate.lock"):
+        with FileLock(f"{engine.url.database or 'memory'}.migrate.lock"):
             _upgrade(engine)
     else:
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            config = alembic_config(engine)
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        _upgrade(engine, lock_key=MIGRATION_LOCK_KEY)
     return current_revision(engine)
 
 
-def _upgrade(engine: Engine) -> None:
+def _upgrade(engine: Engine, lock_key: int | None = None) -> None:
     with engine.begin() as conn:
-        config = alembic_config(engine)
+        if lock_key is not None:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+        config = alembic_config()
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
