@@ -1,0 +1,74 @@
+"""The command line as users run it: options, environment defaults, JSON summary, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from tests.conftest import FORMATS, REAL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(args: list[str], env: dict[str, str], module: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "etl.pipeline"] if module else [sys.executable, "etl/pipeline.py"]
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAGGLE_DATA_PATH", "COIN_IDS")}
+    return subprocess.run(
+        [*command, *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_json_summary_and_exit_code(database_url: str) -> None:
+    done = run_cli(
+        ["--csv", str(REAL / "coin_Solana.csv"), "--csv", str(FORMATS / "btcusd_1-min_data.csv"),
+         "--database-url", database_url, "--no-live", "--json"],
+        env={},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "success"
+    assert summary["sources"]["csv"]["inserted"] == 452 + 4
+    assert {"read", "inserted", "updated", "unchanged", "rejected"} <= summary["sources"]["csv"].keys()
+    # every log line is JSON and carries the run id
+    logs = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert logs and all(entry["run_id"] == summary["run_id"] for entry in logs)
+
+
+def test_script_path_and_environment_defaults(tmp_path: Path) -> None:
+    db = tmp_path / "env.db"
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "coin_Solana.csv").write_bytes((REAL / "coin_Solana.csv").read_bytes())
+    env = {"DATABASE_URL": f"sqlite:///{db}", "KAGGLE_DATA_PATH": str(raw)}
+    done = run_cli(["--json"], env=env, module=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sources"]["csv"]["inserted"] == 452
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM candle")).scalar() == 452
+        assert conn.execute(text("SELECT trigger, status FROM etl_run")).one() == ("cli", "success")
+    engine.dispose()
+
+
+def test_failed_run_exits_non_zero_and_says_why(tmp_path: Path) -> None:
+    done = run_cli(
+        ["--csv", str(FORMATS / "unknown_layout.csv"), "--database-url", f"sqlite:///{tmp_path / 'f.db'}"],
+        env={},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "failed" in done.stdout and "unrecognised CSV format" in done.stdout
+
+
+def test_missing_path_is_a_clear_failure(tmp_path: Path) -> None:
+    done = run_cli(
+        ["--csv", str(tmp_path / "nope"), "--database-url", f"sqlite:///{tmp_path / 'f.db'}", "--json"],
+        env={},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "no such file or folder" in json.loads(done.stdout)["sources"]["csv"]["errors"][0]
