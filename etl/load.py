@@ -30,7 +30,13 @@ VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "volume_quote")
 _PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _PG_TRAILER = struct.pack(">h", -1)
 _PG_ROW = np.dtype(
-    [("fields", ">i2"), ("l_asset", ">i4"), ("asset_id", ">i4"), ("l_time", ">i4"), ("open_time", ">i8")]
+    [
+        ("fields", ">i2"),
+        ("l_asset", ">i4"),
+        ("asset_id", ">i4"),
+        ("l_time", ">i4"),
+        ("open_time", ">i8"),
+    ]
     + [item for name in VALUE_COLUMNS for item in ((f"l_{name}", ">i4"), (name, ">f8"))]
 )
 

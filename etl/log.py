@@ -45,7 +45,9 @@ def configure_logging(settings: Settings) -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(run_id)s] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(run_id)s] %(message)s")
+        )
     handler.addFilter(CorrelationFilter())
     root = logging.getLogger()
     root.handlers = [handler]

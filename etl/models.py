@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from typing_extensions import override
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -48,6 +49,7 @@ class EpochMs(TypeDecorator[datetime]):
     impl = BigInteger
     cache_ok = True
 
+    @override
     def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
         if value is None:
             return None
@@ -55,6 +57,7 @@ class EpochMs(TypeDecorator[datetime]):
             return to_epoch_ms(value)
         return int(value)
 
+    @override
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return None if value is None else from_epoch_ms(value)
 

@@ -109,7 +109,9 @@ def run_pipeline(
                 engine, run_id=run_id, status=summary.status, sources=summary.sources,
                 error=summary.error, now_ms=utc_now_ms(),
             )  # fmt: skip
-            log.info("run finished", extra={"status": summary.status, "duration_s": summary.duration_s})
+            log.info(
+                "run finished", extra={"status": summary.status, "duration_s": summary.duration_s}
+            )
             return summary
     finally:
         if own_engine:
@@ -145,10 +147,18 @@ def build_sources(args: argparse.Namespace, settings: Settings) -> list[Source]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m etl.pipeline", description=__doc__.split("\n")[0])
-    parser.add_argument("--csv", action="append", metavar="PATH",
-                        help="CSV file or folder (repeatable); default KAGGLE_DATA_PATH or data/raw")
-    parser.add_argument("--symbols", help="coins for live sources, e.g. bitcoin,ethereum (COIN_IDS)")
+    parser = argparse.ArgumentParser(
+        prog="python -m etl.pipeline", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--csv",
+        action="append",
+        metavar="PATH",
+        help="CSV file or folder (repeatable); default KAGGLE_DATA_PATH or data/raw",
+    )
+    parser.add_argument(
+        "--symbols", help="coins for live sources, e.g. bitcoin,ethereum (COIN_IDS)"
+    )
     parser.add_argument("--database-url", help="SQLAlchemy URL (DATABASE_URL)")
     parser.add_argument("--no-live", action="store_true", help="skip live sources")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
@@ -185,7 +195,10 @@ def format_summary(summary: RunSummary) -> str:
         )
         lines.append(f"  {name}: {counts['status']} ({numbers})")
         for detail in counts.get("details", []):
-            note = detail.get("error") or f"{detail.get('read', 0)} rows, {detail.get('rejected', 0)} rejected"
+            note = (
+                detail.get("error")
+                or f"{detail.get('read', 0)} rows, {detail.get('rejected', 0)} rejected"
+            )
             lines.append(f"    {detail['status']:8} {detail['file']}: {note}")
     if summary.error:
         lines.append(f"  error: {summary.error}")

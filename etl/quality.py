@@ -59,7 +59,9 @@ def quality_report(
     zero_volume = int(np.count_nonzero(volumes == 0))
     complete_rows = stats.rows - stats.incomplete
     parts = {
-        "completeness": 1.0 - stats.null_cells / stats.required_cells if stats.required_cells else 1.0,
+        "completeness": 1.0 - stats.null_cells / stats.required_cells
+        if stats.required_cells
+        else 1.0,
         "consistency": 1.0 - stats.inconsistent / complete_rows if complete_rows > 0 else 1.0,
         "coverage": bars / (bars + missing),
         "freshness": min(1.0, 2 * step / 1000.0 / age_s) if age_s > 0 else 1.0,

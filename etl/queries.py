@@ -7,6 +7,7 @@ import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import BigInteger, Connection, func, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from etl.intervals import interval_ms
 from etl.models import Candle, EtlRun
@@ -17,7 +18,7 @@ RAW_OPEN_TIME = type_coerce(Candle.open_time, BigInteger)  # epoch ms, no dateti
 _VALUES = (Candle.open, Candle.high, Candle.low, Candle.close, Candle.volume, Candle.volume_quote)
 
 
-def _series_filter(key: SeriesKey) -> tuple[object, ...]:
+def _series_filter(key: SeriesKey) -> tuple[ColumnElement[bool], ...]:
     asset_id, source, interval = key
     return (Candle.asset_id == asset_id, Candle.source == source, Candle.interval == interval)
 
@@ -33,7 +34,9 @@ def series_window(conn: Connection, key: SeriesKey, *, days: int = 31) -> pd.Dat
         .order_by(raw_time.desc())
         .limit(bars)
     )
-    frame = pd.DataFrame(conn.execute(query).all(), columns=["open_time", *(c.key for c in _VALUES)])
+    frame = pd.DataFrame(
+        conn.execute(query).all(), columns=["open_time", *(c.key for c in _VALUES)]
+    )
     frame = frame.iloc[::-1].reset_index(drop=True)
     return frame.astype({c.key: "float64" for c in _VALUES} | {"open_time": "int64"})
 

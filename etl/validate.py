@@ -70,7 +70,12 @@ def validate_candles(frame: pd.DataFrame, *, now_ms: int, future_tolerance_ms: i
     _reason(work, time > now_ms + future_tolerance_ms, "timestamp_out_of_range", "in the future")
     non_positive = (prices <= 0).any(axis=1)
     if non_positive.any():
-        _reason(work, non_positive, "non_positive_price", _flagged_names(prices <= 0) + " <= 0")
+        _reason(
+            work,
+            non_positive,
+            "non_positive_price",
+            _flagged_names(prices <= 0).astype(str) + " <= 0",
+        )
     top = np.maximum(work["open"], work["close"])
     bottom = np.minimum(work["open"], work["close"])
     _reason(work, work["high"] < top, "high_below_open_close", "high < max(open, close)")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from typing_extensions import override
 
 from etl.extract.parse import (
     datetimes_to_ms,
@@ -70,11 +71,13 @@ def _frame(
     for target, column in prices.items():
         out[target], err = parse_numbers(chunk[column], field=target)
         error_columns.append(err)
-    for target, column in (("volume", volume), ("volume_quote", volume_quote)):
-        if column is None:
+    for target, source_column in (("volume", volume), ("volume_quote", volume_quote)):
+        if source_column is None:
             out[target] = np.nan
             continue
-        out[target], err = parse_numbers(chunk[column], field=target, suffixes=volume_suffixes)
+        out[target], err = parse_numbers(
+            chunk[source_column], field=target, suffixes=volume_suffixes
+        )
         error_columns.append(err)
     out["parse_error"] = first_error(*error_columns)
     return out
@@ -91,10 +94,10 @@ class CsvFormat:
     default_symbol: str | None = None
     string_columns: tuple[str, ...] = ("date",)
 
-    def match(self, rows: list[list[str]]) -> Layout | None:
+    def match(self, rows: list[list[str]]) -> Layout | None:  # noqa: ARG002
         raise NotImplementedError
 
-    def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:  # noqa: ARG002
         raise NotImplementedError
 
     def source_for(self, path: Path) -> str:  # noqa: ARG002 - overridden per format
@@ -115,9 +118,11 @@ class KaggleCoin(CsvFormat):
     fixed_interval = "1d"
     string_columns = ("date", "symbol", "name")
 
+    @override
     def match(self, rows: list[list[str]]) -> Layout | None:
         return _header_is(rows, 0, *normalise_header(self.signature.split(",")[1:]))
 
+    @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         ms, err = datetimes_to_ms(chunk["date"], ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"))
         day_start = ms - ms % DAY_MS  # 23:59:59 is the day's close
@@ -140,11 +145,13 @@ class CryptoDataDownload(CsvFormat):
     string_columns = ("date", "symbol")
     DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %I-%p", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
+    @override
     def match(self, rows: list[list[str]]) -> Layout | None:
         if not rows or "cryptodatadownload" not in ",".join(rows[0]).lower():
             return None
         return _header_is(rows, 1, "date", "symbol", "open", "high", "low", "close")
 
+    @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         unix = next((c for c in ("unix", "unix timestamp") if c in layout.columns), None)
         if unix:
@@ -173,6 +180,7 @@ class CryptoDataDownload(CsvFormat):
                 base = column
         return base, quote
 
+    @override
     def source_for(self, path: Path) -> str:
         # `Gemini_BTCUSD_d.csv`: the exchange the export came from, not the website.
         prefix = path.stem.split("_")[0]
@@ -184,9 +192,11 @@ class Yahoo(CsvFormat):
     source = "yahoo"
     signature = "Date,Open,High,Low,Close,Adj Close,Volume"
 
+    @override
     def match(self, rows: list[list[str]]) -> Layout | None:
         return _header_is(rows, 0, *normalise_header(self.signature.split(",")))
 
+    @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         open_time = datetimes_to_ms(chunk["date"], ("%Y-%m-%d",), iso_fallback=True)
         return _frame(chunk, open_time=open_time, prices=PLAIN_OHLC, volume_quote="volume")
@@ -200,6 +210,7 @@ class YFinance(CsvFormat):
     source = "yahoo"
     signature = "Price,Close,High,Low,Open,Volume / Ticker,BTC-USD,... / Date,,,,,"
 
+    @override
     def match(self, rows: list[list[str]]) -> Layout | None:
         if len(rows) < 3:
             return None
@@ -209,11 +220,13 @@ class YFinance(CsvFormat):
         columns = ["date"] + [f"{f}|{t}" for f, t in zip(fields[1:], tickers[1:], strict=False)]
         return Layout(2, columns, tickers=sorted(set(tickers[1:])))
 
+    @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         open_time = datetimes_to_ms(chunk["date"], ("%Y-%m-%d",), iso_fallback=True)
         frames = []
         for ticker in layout.tickers:
-            part = chunk.rename(columns=lambda c, t=ticker: c.removesuffix(f"|{t}"))
+            suffix = f"|{ticker}"
+            part = chunk.rename(columns={c: c.removesuffix(suffix) for c in chunk.columns})
             frame = _frame(
                 part, open_time=open_time, prices=PLAIN_OHLC, volume_quote="volume",
                 symbol=pd.Series(ticker.upper(), index=chunk.index),
@@ -235,6 +248,7 @@ class Bitstamp(CsvFormat):
     default_symbol = "BTCUSD"  # the dataset is Bitstamp's BTC/USD book
     string_columns = ()
 
+    @override
     def match(self, rows: list[list[str]]) -> Layout | None:
         layout = _header_is(rows, 0, "timestamp", "open", "high", "low", "close")
         if layout is None or layout.columns[0] != "timestamp" or "symbol" in layout.columns:
@@ -242,6 +256,7 @@ class Bitstamp(CsvFormat):
         plain = layout.columns == ["timestamp", "open", "high", "low", "close", "volume"]
         return layout if plain or "volume_(btc)" in layout.columns else None
 
+    @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         base = "volume_(btc)" if "volume_(btc)" in layout.columns else "volume"
         quote = "volume_(currency)" if "volume_(currency)" in layout.columns else None
@@ -258,10 +273,12 @@ class KaggleOld(CsvFormat):
     fixed_interval = "1d"
     string_columns = ("date", "volume", "market cap")
 
+    @override
     def match(self, rows: list[list[str]]) -> Layout | None:
         layout = _header_is(rows, 0, *normalise_header(self.signature.split(",")))
         return layout if layout and "adj close" not in layout.columns else None
 
+    @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         open_time = datetimes_to_ms(chunk["date"], ("%b %d, %Y", "%Y-%m-%d"))
         return _frame(chunk, open_time=open_time, prices=PLAIN_OHLC, volume_quote="volume")
@@ -273,10 +290,12 @@ class Investing(CsvFormat):
     signature = '"Date","Price","Open","High","Low","Vol.","Change %"'
     string_columns = ("date", "price", "open", "high", "low", "vol.", "change %")
 
+    @override
     def match(self, rows: list[list[str]]) -> Layout | None:
         layout = _header_is(rows, 0, "date", "price", "open", "high", "low", "vol.")
         return layout if layout and layout.columns[:2] == ["date", "price"] else None
 
+    @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         open_time = datetimes_to_ms(chunk["date"], ("%b %d, %Y", "%m/%d/%Y", "%Y-%m-%d"))
         prices = {"open": "open", "high": "high", "low": "low", "close": "price"}
@@ -294,9 +313,11 @@ class Canonical(CsvFormat):
     signature = "symbol,timestamp,open,high,low,close,volume[,volume_quote]"
     string_columns = ("symbol",)
 
+    @override
     def match(self, rows: list[list[str]]) -> Layout | None:
         return _header_is(rows, 0, "symbol", "timestamp", "open", "high", "low", "close")
 
+    @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         return _frame(
             chunk, open_time=timestamps_to_ms(chunk["timestamp"]), prices=PLAIN_OHLC,

@@ -18,12 +18,14 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from etl.errors import UnrecognisedFormatError
 from etl.extract.csv_formats import FORMATS, CsvFormat, Layout, detect
 
 SNIFF_LINES = 5
+Lines = npt.NDArray[np.int64]
 _SKIPPED_LINE = re.compile(r"Skipping line (\d+): (expected \d+ fields, saw \d+)")
 
 
@@ -85,14 +87,16 @@ def iter_chunks(path: Path, fmt: CsvFormat, layout: Layout, chunk_rows: int) -> 
             skipped.extend(line for line, _ in malformed)
             rows = np.arange(position, position + len(chunk))
             position += len(chunk)
-            chunk.index = pd.Index(first_line + rows + _lines_skipped_before(skipped, rows + first_line))
+            chunk.index = pd.Index(
+                first_line + rows + _lines_skipped_before(skipped, rows + first_line)
+            )
             blank = chunk.isna().all(axis=1)
             frame = fmt.normalise(chunk[~blank], layout)
             frame["line"] = frame.index.to_numpy()
             yield Chunk(frame.reset_index(drop=True), malformed, int(blank.sum()))
 
 
-def _lines_skipped_before(skipped: list[int], naive_lines: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+def _lines_skipped_before(skipped: list[int], naive_lines: Lines) -> Lines:
     """How many unsplittable lines precede each row (pandas drops them from its count).
 
     The j-th skipped line s_j (sorted) shifts every row whose naive line is >= s_j - j.

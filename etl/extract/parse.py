@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 
 MISSING_TOKENS = frozenset({"", "-", "null", "nan", "none", "n/a", "na", "#n/a"})
@@ -108,7 +107,3 @@ def first_error(*columns: pd.Series) -> pd.Series:
 
 def utc_now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
-
-
-def as_int_ms(values: pd.Series) -> np.ndarray:  # type: ignore[type-arg]
-    return values.to_numpy(dtype="float64").astype("int64")

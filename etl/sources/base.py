@@ -46,9 +46,10 @@ class SeriesStats:
 
     @property
     def inconsistent(self) -> int:
-        return sum(
-            n for code, n in self.rejected.items() if code not in INCOMPLETE_CODES
-        ) - self.rejected["duplicate_key"]
+        return (
+            sum(n for code, n in self.rejected.items() if code not in INCOMPLETE_CODES)
+            - self.rejected["duplicate_key"]
+        )
 
     def merge(self, other: SeriesStats) -> None:
         self.rows += other.rows

@@ -164,7 +164,6 @@ class _FileLoad:
             blank += chunk.blank_lines
             self._take(chunk, seen, batch_id)
         if self.writer is None:  # no valid row at all: nothing to upsert
-            self.interval = self.interval or self.fmt.fixed_interval or "1d"
             self.writer = self._writer(batch_id)
         counts = self.writer.finish()
         self._quarantine()
@@ -190,9 +189,9 @@ class _FileLoad:
         }  # fmt: skip
 
     def _writer(self, batch_id: int) -> CandleWriter:
-        assert self.interval is not None
+        interval = self.interval or self.fmt.fixed_interval or "1d"
         return CandleWriter(
-            self.conn, source=self.source, interval=self.interval, batch_id=batch_id,
+            self.conn, source=self.source, interval=interval, batch_id=batch_id,
             now_ms=self.ctx.now_ms,
         )  # fmt: skip
 
@@ -220,10 +219,10 @@ class _FileLoad:
         names_asset = "symbol" in self.layout.columns or bool(self.layout.tickers)
         if not names_asset:
             return pd.Series(self._file_asset_id(), index=frame.index, dtype="float64")
-        names = frame["name"].where(frame["name"].notna(), None)
+        names = frame["name"].astype(object)
         ids = pd.Series(np.nan, index=frame.index, dtype="float64")
         for symbol, name in set(zip(symbols.dropna(), names[symbols.notna()], strict=True)):
-            asset_id = self._asset_id_for(str(symbol), None if name is None else str(name))
+            asset_id = self._asset_id_for(str(symbol), None if pd.isna(name) else str(name))
             if asset_id is not None:
                 ids[symbols == symbol] = asset_id
         return ids
@@ -239,7 +238,9 @@ class _FileLoad:
 
     def _file_asset_id(self) -> int:
         if self.file_asset is None:
-            symbol = file_symbol(self.path, self.fmt, self.ctx.registry, self.options.default_symbol)
+            symbol = file_symbol(
+                self.path, self.fmt, self.ctx.registry, self.options.default_symbol
+            )
             if symbol is None:
                 raise FileExtractError(
                     self.path,
@@ -268,15 +269,15 @@ class _FileLoad:
         nulls = frame[list(REQUIRED_FIELDS)].isna().sum(axis=1) + volume_missing
         grouped = pd.DataFrame({"asset_id": frame["asset_id"], "nulls": nulls}).groupby("asset_id")
         for asset_id, group in grouped:
-            stats = self.stats.setdefault(int(asset_id), SeriesStats())
+            stats = self.stats.setdefault(int(float(str(asset_id))), SeriesStats())
             stats.rows += len(group)
             stats.null_cells += int(group["nulls"].sum())
             stats.required_cells += len(group) * (len(REQUIRED_FIELDS) + 1)
 
     def _reject(self, rejected: pd.DataFrame) -> None:
-        for line, reason, code, asset_id in rejected[["line", "reason", "code", "asset_id"]].itertuples(
-            index=False
-        ):
+        for line, reason, code, asset_id in rejected[
+            ["line", "reason", "code", "asset_id"]
+        ].itertuples(index=False):
             self.rejected.append({"line": int(line), "reason": str(reason)})
             if not pd.isna(asset_id):
                 self.stats.setdefault(int(asset_id), SeriesStats()).rejected[str(code)] += 1

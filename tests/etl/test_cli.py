@@ -15,9 +15,17 @@ from tests.conftest import FORMATS, REAL
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(args: list[str], env: dict[str, str], module: bool = True) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "etl.pipeline"] if module else [sys.executable, "etl/pipeline.py"]
-    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAGGLE_DATA_PATH", "COIN_IDS")}
+def run_cli(
+    args: list[str], env: dict[str, str], module: bool = True
+) -> subprocess.CompletedProcess[str]:
+    command = (
+        [sys.executable, "-m", "etl.pipeline"] if module else [sys.executable, "etl/pipeline.py"]
+    )
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "KAGGLE_DATA_PATH", "COIN_IDS")
+    }
     return subprocess.run(
         [*command, *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True,
         timeout=120, check=False,
@@ -34,7 +42,9 @@ def test_json_summary_and_exit_code(database_url: str) -> None:
     summary = json.loads(done.stdout)
     assert summary["status"] == "success"
     assert summary["sources"]["csv"]["inserted"] == 452 + 4
-    assert {"read", "inserted", "updated", "unchanged", "rejected"} <= summary["sources"]["csv"].keys()
+    assert {"read", "inserted", "updated", "unchanged", "rejected"} <= summary["sources"][
+        "csv"
+    ].keys()
     # every log line is JSON and carries the run id
     logs = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
     assert logs and all(entry["run_id"] == summary["run_id"] for entry in logs)
@@ -57,18 +67,14 @@ def test_script_path_and_environment_defaults(tmp_path: Path) -> None:
 
 
 def test_failed_run_exits_non_zero_and_says_why(tmp_path: Path) -> None:
-    done = run_cli(
-        ["--csv", str(FORMATS / "unknown_layout.csv"), "--database-url", f"sqlite:///{tmp_path / 'f.db'}"],
-        env={},
-    )  # fmt: skip
+    database = f"sqlite:///{tmp_path / 'f.db'}"
+    done = run_cli(["--csv", str(FORMATS / "unknown_layout.csv"), "--database-url", database], {})
     assert done.returncode == 1
     assert "failed" in done.stdout and "unrecognised CSV format" in done.stdout
 
 
 def test_missing_path_is_a_clear_failure(tmp_path: Path) -> None:
-    done = run_cli(
-        ["--csv", str(tmp_path / "nope"), "--database-url", f"sqlite:///{tmp_path / 'f.db'}", "--json"],
-        env={},
-    )  # fmt: skip
+    database = f"sqlite:///{tmp_path / 'f.db'}"
+    done = run_cli(["--csv", str(tmp_path / "nope"), "--database-url", database, "--json"], {})
     assert done.returncode == 1
     assert "no such file or folder" in json.loads(done.stdout)["sources"]["csv"]["errors"][0]

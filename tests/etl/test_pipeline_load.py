@@ -30,7 +30,11 @@ def test_real_files_load_with_exact_counts(settings: Settings, engine: Engine) -
     assert summary.status == "success"
     for name, (read, inserted, rejected, source, interval) in REAL_EXPECTED.items():
         detail = file_detail(summary, name)
-        assert (detail["read"], detail["inserted"], detail["rejected"]) == (read, inserted, rejected)
+        assert (detail["read"], detail["inserted"], detail["rejected"]) == (
+            read,
+            inserted,
+            rejected,
+        )
         assert (detail["source"], detail["interval"]) == (source, interval)
     csv = summary.sources["csv"]
     assert csv["inserted"] == scalar(engine, "SELECT count(*) FROM candle") == 10437
@@ -154,9 +158,7 @@ def test_failure_mid_load_leaves_no_partial_batch_and_rerun_completes(
     assert scalar(engine, "SELECT count(*) FROM candle") == 452 + 2991
 
 
-def test_two_runs_at_once_neither_duplicate_nor_corrupt(
-    settings: Settings, engine: Engine
-) -> None:
+def test_two_runs_at_once_neither_duplicate_nor_corrupt(settings: Settings, engine: Engine) -> None:
     files = [REAL / "coin_Bitcoin.csv", REAL / "coin_Ethereum.csv", REAL / "BTC-USD.csv"]
     results = []
 

@@ -20,12 +20,14 @@ def _report(engine: Engine, source: str) -> dict[str, object]:
         "score", "completeness", "consistency", "coverage", "freshness_seconds", "bar_count",
         "missing_bars", "zero_volume_bars", "gaps", "breakdown", "computed_at", "last_open",
     )  # fmt: skip
-    found = rows(engine, f"SELECT {', '.join(columns)} FROM quality_report WHERE source = :s", s=source)  # noqa: S608
+    found = rows(
+        engine, f"SELECT {', '.join(columns)} FROM quality_report WHERE source = :s", s=source
+    )  # noqa: S608
     assert len(found) == 1
     report = dict(zip(columns, found[0], strict=True))
     for key in ("gaps", "breakdown"):
         if isinstance(report[key], str):  # SQLite JSON comes back as text via raw SQL
-            report[key] = json.loads(report[key])  # type: ignore[arg-type]
+            report[key] = json.loads(str(report[key]))
     return report
 
 
@@ -33,9 +35,21 @@ def test_yahoo_null_days_are_gaps_and_incomplete_rows(settings: Settings, engine
     run_csv(settings, engine, [REAL / "BTC-USD.csv"])
     report = _report(engine, "yahoo")
     assert report["gaps"] == [
-        {"start": "2020-04-17T00:00:00+00:00", "end": "2020-04-18T00:00:00+00:00", "missing_bars": 1},
-        {"start": "2020-10-09T00:00:00+00:00", "end": "2020-10-10T00:00:00+00:00", "missing_bars": 1},
-        {"start": "2020-10-12T00:00:00+00:00", "end": "2020-10-14T00:00:00+00:00", "missing_bars": 2},
+        {
+            "start": "2020-04-17T00:00:00+00:00",
+            "end": "2020-04-18T00:00:00+00:00",
+            "missing_bars": 1,
+        },
+        {
+            "start": "2020-10-09T00:00:00+00:00",
+            "end": "2020-10-10T00:00:00+00:00",
+            "missing_bars": 1,
+        },
+        {
+            "start": "2020-10-12T00:00:00+00:00",
+            "end": "2020-10-14T00:00:00+00:00",
+            "missing_bars": 2,
+        },
     ]
     assert (report["bar_count"], report["missing_bars"]) == (2422, 4)
     # 4 rows with 6 null required cells each (time is present: 5 of 6 cells missing)

@@ -49,7 +49,11 @@ def test_every_rule_quarantines_its_row_with_reason_and_raw_text(
     summary = run_csv(settings, engine, [path])
     counts = summary.sources["csv"]
     assert summary.status == "success"
-    assert (counts["read"], counts["inserted"], counts["rejected"]) == (5 + len(BROKEN), 5, len(BROKEN))
+    assert (counts["read"], counts["inserted"], counts["rejected"]) == (
+        5 + len(BROKEN),
+        5,
+        len(BROKEN),
+    )
     stored = rows(engine, "SELECT line, raw, reason, file FROM rejected_row ORDER BY line")
     assert {line: (raw, reason) for line, raw, reason, _ in stored} == expected
     assert {file for *_, file in stored} == {str(path)}
