@@ -1,23 +1,27 @@
 """The load path: idempotent upserts of candles, one fast path per dialect.
 
 - PostgreSQL: rows are streamed with binary `COPY` (built from NumPy arrays, no per-row
-  Python) into a transaction-scoped staging table, then one
-  `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE <something changed>`.
-- SQLite: the DB-API cursor's `executemany` of the same upsert, in the caller's
+  Python). A row whose time lies outside the range its series already held when the batch
+  began cannot conflict, so it is copied straight into `candle`; the other rows go to a
+  transaction-scoped staging table and are applied with one `UPDATE ... FROM` (only rows
+  whose values changed) and one `INSERT ... WHERE NOT EXISTS`. Writers hold the load lock
+  (`etl.db.write_transaction`), so no other writer can slip a row in between.
+- SQLite: the DB-API cursor's `executemany` of
+  `INSERT ... ON CONFLICT DO UPDATE ... WHERE <something changed>` in the caller's
   `BEGIN IMMEDIATE` transaction.
 
 Either way a row whose values did not change is not rewritten and is counted `unchanged`.
-The caller owns the transaction (see `etl.db.write_transaction`).
+The caller owns the transaction.
 """
 
 from __future__ import annotations
 
 import io
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import Connection, func, insert, select, text
 
@@ -25,20 +29,13 @@ from etl.assets import AssetRef
 from etl.db import is_sqlite
 from etl.intervals import interval_ms
 from etl.models import Asset, Candle, RejectedRow, SourceBatch
+from etl.pgcopy import Field, payload
 
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "volume_quote")
-_PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-_PG_TRAILER = struct.pack(">h", -1)
-_PG_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("l_asset", ">i4"),
-        ("asset_id", ">i4"),
-        ("l_time", ">i4"),
-        ("open_time", ">i8"),
-    ]
-    + [item for name in VALUE_COLUMNS for item in ((f"l_{name}", ">i4"), (name, ">f8"))]
-)
+CANDLE_COLUMNS = (
+    "asset_id", "source", "interval", "open_time", "close_time", *VALUE_COLUMNS, "batch_id",
+    "ingested_at",
+)  # fmt: skip
 
 
 @dataclass
@@ -74,15 +71,37 @@ def insert_rejected(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(insert(RejectedRow), rows)
 
 
-def _upsert_sql(target_values: str, *, distinct: str) -> str:
-    changed = " OR ".join(f"candle.{c} {distinct} excluded.{c}" for c in VALUE_COLUMNS)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in (*VALUE_COLUMNS, "batch_id", "ingested_at"))
-    columns = "asset_id, source, interval, open_time, close_time, " + ", ".join(VALUE_COLUMNS)
-    return (
-        f"INSERT INTO candle ({columns}, batch_id, ingested_at) {target_values} "
-        f"ON CONFLICT (asset_id, source, interval, open_time) DO UPDATE SET {updates} "
-        f"WHERE {changed}"
-    )
+_UPDATED = (*VALUE_COLUMNS, "batch_id", "ingested_at")
+_KEY = ("asset_id", "source", "interval", "open_time")
+SQLITE_UPSERT = (
+    f"INSERT INTO candle ({', '.join(CANDLE_COLUMNS)}) VALUES ({', '.join('?' * 13)}) "
+    f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
+    + " WHERE "
+    + " OR ".join(f"candle.{c} IS NOT excluded.{c}" for c in VALUE_COLUMNS)
+)
+_STAGE_KEY = (
+    "c.asset_id = s.asset_id AND c.source = :source AND c.interval = :interval "
+    "AND c.open_time = s.open_time"
+)
+# The statements below are assembled from the constant column names above, never from
+# input; every value travels as a bound parameter.
+PG_UPDATE_STAGED = (
+    "UPDATE candle c SET "
+    + ", ".join(f"{col} = s.{col}" for col in VALUE_COLUMNS)
+    + ", batch_id = :batch_id, ingested_at = :now FROM candle_stage s WHERE "
+    + _STAGE_KEY
+    + " AND ("
+    + " OR ".join(f"c.{col} IS DISTINCT FROM s.{col}" for col in VALUE_COLUMNS)
+    + ")"
+)
+PG_INSERT_STAGED = (
+    f"INSERT INTO candle ({', '.join(CANDLE_COLUMNS)}) "
+    "SELECT s.asset_id, :source, :interval, s.open_time, s.open_time + :interval_ms, "
+    + ", ".join(f"s.{col}" for col in VALUE_COLUMNS)
+    + ", :batch_id, :now FROM candle_stage s WHERE NOT EXISTS "
+    f"(SELECT 1 FROM candle c WHERE {_STAGE_KEY})"
+)
 
 
 class CandleWriter:
@@ -92,7 +111,9 @@ class CandleWriter:
         self, conn: Connection, *, source: str, interval: str, batch_id: int, now_ms: int
     ) -> None:
         self.conn = conn
-        self.params = {
+        self.source, self.interval, self.batch_id, self.now_ms = source, interval, batch_id, now_ms
+        self.step_ms = interval_ms(interval)
+        self.params: dict[str, object] = {
             "source": source,
             "interval": interval,
             "interval_ms": interval_ms(interval),
@@ -101,15 +122,11 @@ class CandleWriter:
         }
         self.counts = LoadCounts()
         self._sqlite = is_sqlite(conn)
+        self._ranges: dict[int, tuple[int, int] | None] = {}
+        self._staging = False
         if self._sqlite:
             self._rows_before = self._row_count()
             self._changes_before = self._dbapi().total_changes
-        else:
-            conn.exec_driver_sql(
-                "CREATE TEMP TABLE candle_stage (asset_id int4, open_time int8, open float8, "
-                "high float8, low float8, close float8, volume float8, volume_quote float8) "
-                "ON COMMIT DROP"
-            )
 
     def _dbapi(self) -> Any:
         return self.conn.connection.dbapi_connection
@@ -118,49 +135,96 @@ class CandleWriter:
         return int(self.conn.execute(select(func.count()).select_from(Candle)).scalar_one())
 
     def add(self, frame: pd.DataFrame) -> None:
-        """Stage rows with columns asset_id, open_time (epoch ms) and the values."""
+        """Write rows with columns asset_id, open_time (epoch ms) and the values."""
         if frame.empty:
             return
         self.counts.staged += len(frame)
         if self._sqlite:
             self._add_sqlite(frame)
-        else:
-            self._add_postgres(frame)
+            return
+        fresh = self._outside_stored_range(frame)
+        if fresh.all():
+            self._copy(frame, "candle", CANDLE_COLUMNS, full=True)
+            self.counts.inserted += len(frame)
+            return
+        if fresh.any():
+            self._copy(frame[fresh], "candle", CANDLE_COLUMNS, full=True)
+            self.counts.inserted += int(fresh.sum())
+        if not self._staging:
+            self.conn.exec_driver_sql(
+                "CREATE TEMP TABLE candle_stage (asset_id int4, open_time int8, open float8, "
+                "high float8, low float8, close float8, volume float8, volume_quote float8) "
+                "ON COMMIT DROP"
+            )
+            self._staging = True
+        stage_columns = ("asset_id", "open_time", *VALUE_COLUMNS)
+        self._copy(frame[~fresh], "candle_stage", stage_columns, full=False)
 
-    def _add_sqlite(self, frame: pd.DataFrame) -> None:
-        p = self.params
-        values = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        sql = _upsert_sql(values, distinct="IS NOT")
+    def _outside_stored_range(self, frame: pd.DataFrame) -> npt.NDArray[np.bool_]:
+        """Rows that cannot exist yet: outside their series' range before this batch."""
+        asset_ids = frame["asset_id"].to_numpy(np.int64)
+        times = frame["open_time"].to_numpy(np.int64)
+        fresh = np.ones(len(frame), dtype=bool)
+        for asset_id in np.unique(asset_ids):
+            stored = self._stored_range(int(asset_id))
+            if stored is not None:
+                mine = asset_ids == asset_id
+                fresh[mine] = (times[mine] < stored[0]) | (times[mine] > stored[1])
+        return fresh
+
+    def _stored_range(self, asset_id: int) -> tuple[int, int] | None:
+        # Asked once per asset, before this batch wrote any of its rows for it.
+        if asset_id not in self._ranges:
+            low, high = self.conn.execute(
+                text(
+                    "SELECT min(open_time), max(open_time) FROM candle WHERE asset_id = :a "
+                    "AND source = :source AND interval = :interval"
+                ),
+                {"a": asset_id, **self.params},
+            ).one()
+            self._ranges[asset_id] = None if low is None else (int(low), int(high))
+        return self._ranges[asset_id]
+
+    def _copy(
+        self, frame: pd.DataFrame, table: str, columns: tuple[str, ...], *, full: bool
+    ) -> None:
         open_time = frame["open_time"].to_numpy(np.int64)
-        columns = [
-            frame["asset_id"].to_numpy(np.int64).tolist(),
-            [p["source"]] * len(frame),
-            [p["interval"]] * len(frame),
-            open_time.tolist(),
-            (open_time + p["interval_ms"]).tolist(),
-            *(frame[c].to_numpy(np.float64).tolist() for c in VALUE_COLUMNS),  # NaN -> NULL
-            [p["batch_id"]] * len(frame),
-            [p["now"]] * len(frame),
+        fields = [
+            Field("int4", frame["asset_id"].to_numpy(np.int32)),
+            *([Field("text", self.source), Field("text", self.interval)] if full else []),
+            Field("int8", open_time),
+            *([Field("int8", open_time + self.step_ms)] if full else []),
+            *(
+                Field("float8", frame[c].to_numpy(np.float64), nullable=c.startswith("volume"))
+                for c in VALUE_COLUMNS
+            ),
+            *([Field("int4", np.full(len(frame), self.batch_id, np.int32))] if full else []),
+            *([Field("int8", np.full(len(frame), self.now_ms, np.int64))] if full else []),
         ]
+        data = io.BytesIO(payload(len(frame), fields))
         cursor = self._dbapi().cursor()
         try:
-            cursor.executemany(sql, zip(*columns, strict=True))
+            cursor.copy_expert(
+                f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)", data
+            )
         finally:
             cursor.close()
 
-    def _add_postgres(self, frame: pd.DataFrame) -> None:
-        rows = np.empty(len(frame), dtype=_PG_ROW)
-        rows["fields"] = 2 + len(VALUE_COLUMNS)
-        rows["l_asset"], rows["l_time"] = 4, 8
-        rows["asset_id"] = frame["asset_id"].to_numpy(np.int32)
-        rows["open_time"] = frame["open_time"].to_numpy(np.int64)
-        for name in VALUE_COLUMNS:
-            rows[f"l_{name}"] = 8
-            rows[name] = frame[name].to_numpy(np.float64)
-        payload = io.BytesIO(_PG_HEADER + rows.tobytes() + _PG_TRAILER)
+    def _add_sqlite(self, frame: pd.DataFrame) -> None:
+        open_time = frame["open_time"].to_numpy(np.int64)
+        columns = [
+            frame["asset_id"].to_numpy(np.int64).tolist(),
+            [self.source] * len(frame),
+            [self.interval] * len(frame),
+            open_time.tolist(),
+            (open_time + self.step_ms).tolist(),
+            *(frame[c].to_numpy(np.float64).tolist() for c in VALUE_COLUMNS),  # NaN -> NULL
+            [self.batch_id] * len(frame),
+            [self.now_ms] * len(frame),
+        ]
         cursor = self._dbapi().cursor()
         try:
-            cursor.copy_expert("COPY candle_stage FROM STDIN WITH (FORMAT binary)", payload)
+            cursor.executemany(SQLITE_UPSERT, zip(*columns, strict=True))
         finally:
             cursor.close()
 
@@ -171,21 +235,9 @@ class CandleWriter:
             self.counts.inserted = self._row_count() - self._rows_before
             self.counts.updated = changed - self.counts.inserted
             return self.counts
-        if not self.counts.staged:
-            return self.counts
-        select_staged = (
-            "SELECT asset_id, :source, :interval, open_time, open_time + :interval_ms, "
-            "open, high, low, close, NULLIF(volume, 'NaN'), NULLIF(volume_quote, 'NaN'), "
-            ":batch_id, :now FROM candle_stage"
-        )
-        upsert = _upsert_sql(select_staged, distinct="IS DISTINCT FROM")
-        row = self.conn.execute(
-            text(
-                f"WITH upserted AS ({upsert} RETURNING (xmax = 0) AS fresh) "  # noqa: S608
-                "SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) "
-                "FROM upserted"
-            ),
-            self.params,
-        ).one()
-        self.counts.inserted, self.counts.updated = int(row[0]), int(row[1])
+        if self._staging:
+            updated = self.conn.execute(text(PG_UPDATE_STAGED), self.params).rowcount
+            inserted = self.conn.execute(text(PG_INSERT_STAGED), self.params).rowcount
+            self.counts.updated += updated
+            self.counts.inserted += inserted
         return self.counts

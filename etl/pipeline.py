@@ -33,7 +33,7 @@ from etl.extract.parse import utc_now_ms
 from etl.ledger import finish_run, insert_quality, start_run, upsert_metric
 from etl.log import configure_logging, correlation
 from etl.quality import quality_report
-from etl.queries import series_times, series_window
+from etl.queries import series_profile, series_window
 from etl.settings import Settings, get_settings
 from etl.sources.base import RunContext, Source, SourceResult
 from etl.sources.csv_files import CsvSource
@@ -71,15 +71,12 @@ def refresh_derived(ctx: RunContext, results: Sequence[SourceResult]) -> None:
     with write_transaction(ctx.engine) as conn:
         for result in results:
             for key, stats in result.series.items():
-                times, volumes = series_times(conn, key)
-                if times.size == 0:
+                profile = series_profile(conn, key)
+                if profile is None:
                     continue
-                window = series_window(conn, key)
-                metrics = series_metrics(window, key[2])
+                metrics = series_metrics(series_window(conn, key), key[2])
                 upsert_metric(conn, key, metrics, run_id=ctx.run_id, now_ms=ctx.now_ms)
-                report = quality_report(
-                    times, volumes, interval=key[2], stats=stats, now_ms=ctx.now_ms
-                )
+                report = quality_report(profile, interval=key[2], stats=stats, now_ms=ctx.now_ms)
                 insert_quality(conn, key, report, run_id=ctx.run_id, now_ms=ctx.now_ms)
 
 

@@ -13,59 +13,54 @@ The score (0-100) is a weighted sum, each part in [0, 1]:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 from etl.intervals import interval_ms
 from etl.models import from_epoch_ms
+from etl.queries import SeriesProfile
 from etl.sources.base import SeriesStats
 
 WEIGHTS = {"completeness": 30, "consistency": 30, "coverage": 20, "freshness": 10, "activity": 10}
 MAX_GAPS_LISTED = 100
 
 
-def find_gaps(open_times: npt.NDArray[np.int64], step_ms: int) -> list[dict[str, Any]]:
-    """Missing intervals between stored bars: [start, end) and how many bars are missing."""
-    times = np.sort(open_times)
-    steps = np.diff(times)
-    where = np.nonzero(steps > step_ms)[0]
-    return [
-        {
-            "start": from_epoch_ms(int(times[i]) + step_ms).isoformat(),
-            "end": from_epoch_ms(int(times[i + 1])).isoformat(),
-            "missing_bars": int(steps[i] // step_ms) - 1 + int(steps[i] % step_ms > 0),
-        }
-        for i in where
-    ]
+def find_gaps(edges: Sequence[tuple[int, int]], step_ms: int) -> list[dict[str, Any]]:
+    """Missing intervals between consecutive stored bars (given as the open times on either
+    side): [start, end) and how many bars are missing (a partial step counts as one)."""
+    gaps = []
+    for before, after in edges:
+        span = after - before
+        if span <= step_ms:
+            continue
+        gaps.append(
+            {
+                "start": from_epoch_ms(before + step_ms).isoformat(),
+                "end": from_epoch_ms(after).isoformat(),
+                "missing_bars": span // step_ms - 1 + int(span % step_ms > 0),
+            }
+        )
+    return gaps
 
 
 def quality_report(
-    open_times: npt.NDArray[np.int64],
-    volumes: npt.NDArray[np.float64],
-    *,
-    interval: str,
-    stats: SeriesStats,
-    now_ms: int,
+    profile: SeriesProfile, *, interval: str, stats: SeriesStats, now_ms: int
 ) -> dict[str, Any]:
     """The report's columns for one stored series plus this run's row statistics."""
     step = interval_ms(interval)
-    gaps = find_gaps(open_times, step)
-    bars = int(open_times.size)
-    first, last = int(open_times.min()), int(open_times.max())
+    gaps = find_gaps(profile.gap_edges, step)
+    bars = profile.bars
     missing = sum(g["missing_bars"] for g in gaps)
-    age_s = max(0.0, (now_ms - (last + step)) / 1000.0)
-    zero_volume = int(np.count_nonzero(volumes == 0))
+    age_s = max(0.0, (now_ms - (profile.last_open + step)) / 1000.0)
     complete_rows = stats.rows - stats.incomplete
     parts = {
-        "completeness": 1.0 - stats.null_cells / stats.required_cells
-        if stats.required_cells
-        else 1.0,
+        "completeness": (
+            1.0 - stats.null_cells / stats.required_cells if stats.required_cells else 1.0
+        ),
         "consistency": 1.0 - stats.inconsistent / complete_rows if complete_rows > 0 else 1.0,
         "coverage": bars / (bars + missing),
         "freshness": min(1.0, 2 * step / 1000.0 / age_s) if age_s > 0 else 1.0,
-        "activity": 1.0 - zero_volume / bars,
+        "activity": 1.0 - profile.zero_volume_bars / bars,
     }
     score = sum(WEIGHTS[name] * value for name, value in parts.items())
     return {
@@ -76,9 +71,9 @@ def quality_report(
         "freshness_seconds": age_s,
         "bar_count": bars,
         "missing_bars": missing,
-        "zero_volume_bars": zero_volume,
-        "first_open": first,
-        "last_open": last,
+        "zero_volume_bars": profile.zero_volume_bars,
+        "first_open": profile.first_open,
+        "last_open": profile.last_open,
         "gaps": gaps[-MAX_GAPS_LISTED:],
         "breakdown": {
             "weights": WEIGHTS,

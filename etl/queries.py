@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-import numpy.typing as npt
+from dataclasses import dataclass
+
 import pandas as pd
-from sqlalchemy import BigInteger, Connection, func, select, type_coerce
+from sqlalchemy import BigInteger, Connection, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -41,19 +41,46 @@ def series_window(conn: Connection, key: SeriesKey, *, days: int = 31) -> pd.Dat
     return frame.astype({c.key: "float64" for c in _VALUES} | {"open_time": "int64"})
 
 
-def series_times(
-    conn: Connection, key: SeriesKey
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Every bar's open time (epoch ms) and its volume (base, else quote) for quality."""
-    raw_time = RAW_OPEN_TIME
-    rows = conn.execute(
-        select(raw_time, func.coalesce(Candle.volume, Candle.volume_quote))
+@dataclass(frozen=True)
+class SeriesProfile:
+    """What quality needs of a stored series, computed in the database (bounded memory)."""
+
+    bars: int
+    first_open: int
+    last_open: int
+    zero_volume_bars: int
+    gap_edges: list[tuple[int, int]]  # (open time before the gap, open time after it)
+
+
+def series_profile(conn: Connection, key: SeriesKey) -> SeriesProfile | None:
+    volume = func.coalesce(Candle.volume, Candle.volume_quote)
+    bars, first, last, zero = conn.execute(
+        select(
+            func.count(),
+            func.min(RAW_OPEN_TIME),
+            func.max(RAW_OPEN_TIME),
+            func.coalesce(func.sum(case((volume == 0, 1), else_=0)), 0),
+        ).where(*_series_filter(key))
+    ).one()
+    if not bars:
+        return None
+    ordered = (
+        select(
+            RAW_OPEN_TIME.label("open_time"),
+            func.lead(RAW_OPEN_TIME).over(order_by=RAW_OPEN_TIME).label("next_open"),
+        )
         .where(*_series_filter(key))
-        .order_by(raw_time)
+        .subquery()
+    )
+    gaps = conn.execute(
+        select(ordered.c.open_time, ordered.c.next_open)
+        .where(ordered.c.next_open - ordered.c.open_time > interval_ms(key[2]))
+        .order_by(ordered.c.open_time)
     ).all()
-    times = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    volumes = np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64)
-    return times, volumes
+    return SeriesProfile(
+        bars=int(bars), first_open=int(first), last_open=int(last),
+        zero_volume_bars=int(zero), gap_edges=[(int(a), int(b)) for a, b in gaps],
+    )  # fmt: skip
 
 
 def get_run(session: Session, run_id: str) -> EtlRun | None:

@@ -46,6 +46,13 @@ def test_real_files_load_with_exact_counts(settings: Settings, engine: Engine) -
         "WHERE a.symbol = 'BTCUSD' AND c.source = 'coinmarketcap' ORDER BY c.open_time LIMIT 1",
     )[0]
     assert first == (1367193600000, 1367280000000, 144.5399932861328)
+    # candle has no FK constraints (load speed): the loader must keep references whole
+    orphans = scalar(
+        engine,
+        "SELECT count(*) FROM candle c WHERE NOT EXISTS (SELECT 1 FROM asset a WHERE a.id = "
+        "c.asset_id) OR NOT EXISTS (SELECT 1 FROM source_batch b WHERE b.id = c.batch_id)",
+    )
+    assert orphans == 0
 
 
 def test_rejected_rows_keep_file_line_raw_text_and_reason(

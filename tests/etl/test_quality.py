@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from sqlalchemy import Engine
 
@@ -72,5 +71,5 @@ def test_gemini_flat_zero_volume_days_are_counted(settings: Settings, engine: En
 
 
 def test_gap_lengths_round_up_for_misaligned_bars() -> None:
-    times = np.array([0, HOUR_MS, 3 * HOUR_MS, int(4.5 * HOUR_MS)], dtype=np.int64)
-    assert [g["missing_bars"] for g in find_gaps(times, HOUR_MS)] == [1, 1]
+    edges = [(0, HOUR_MS), (HOUR_MS, 3 * HOUR_MS), (3 * HOUR_MS, int(4.5 * HOUR_MS))]
+    assert [g["missing_bars"] for g in find_gaps(edges, HOUR_MS)] == [1, 1]

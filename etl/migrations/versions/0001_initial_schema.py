@@ -59,7 +59,7 @@ def upgrade() -> None:
     op.create_index("ix_source_batch_run_id", "source_batch", ["run_id"])
     op.create_table(
         "candle",
-        sa.Column("asset_id", sa.Integer(), sa.ForeignKey("asset.id"), primary_key=True),
+        sa.Column("asset_id", sa.Integer(), primary_key=True),  # no FK: see etl.models.Candle
         sa.Column("source", sa.String(32), primary_key=True),
         sa.Column("interval", sa.String(8), primary_key=True),
         sa.Column("open_time", sa.BigInteger(), primary_key=True),
@@ -70,7 +70,7 @@ def upgrade() -> None:
         sa.Column("close", sa.Float(), nullable=False),
         sa.Column("volume", sa.Float(), nullable=True),
         sa.Column("volume_quote", sa.Float(), nullable=True),
-        sa.Column("batch_id", sa.Integer(), sa.ForeignKey("source_batch.id"), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=False),
         sa.Column("ingested_at", sa.BigInteger(), nullable=False),
     )
     op.create_table(
