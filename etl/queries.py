@@ -34,8 +34,8 @@ def series_window(conn: Connection, key: SeriesKey, *, days: int = 31) -> pd.Dat
         .order_by(raw_time.desc())
         .limit(bars)
     )
-    frame = pd.DataFrame(
-        conn.execute(query).all(), columns=["open_time", *(c.key for c in _VALUES)]
+    frame = pd.DataFrame.from_records(
+        conn.execute(query).tuples().all(), columns=["open_time", *(c.key for c in _VALUES)]
     )
     frame = frame.iloc[::-1].reset_index(drop=True)
     return frame.astype({c.key: "float64" for c in _VALUES} | {"open_time": "int64"})
@@ -64,6 +64,18 @@ def series_profile(conn: Connection, key: SeriesKey) -> SeriesProfile | None:
     ).one()
     if not bars:
         return None
+    step = interval_ms(key[2])
+    if (int(last) - int(first)) // step + 1 == bars and (int(last) - int(first)) % step == 0:
+        gaps = []  # as many bars as the span holds, on the grid: no gap to look for
+    else:
+        gaps = _gap_edges(conn, key)
+    return SeriesProfile(
+        bars=int(bars), first_open=int(first), last_open=int(last),
+        zero_volume_bars=int(zero), gap_edges=gaps,
+    )  # fmt: skip
+
+
+def _gap_edges(conn: Connection, key: SeriesKey) -> list[tuple[int, int]]:
     ordered = (
         select(
             RAW_OPEN_TIME.label("open_time"),
@@ -77,10 +89,7 @@ def series_profile(conn: Connection, key: SeriesKey) -> SeriesProfile | None:
         .where(ordered.c.next_open - ordered.c.open_time > interval_ms(key[2]))
         .order_by(ordered.c.open_time)
     ).all()
-    return SeriesProfile(
-        bars=int(bars), first_open=int(first), last_open=int(last),
-        zero_volume_bars=int(zero), gap_edges=[(int(a), int(b)) for a, b in gaps],
-    )  # fmt: skip
+    return [(int(a), int(b)) for a, b in gaps]
 
 
 def get_run(session: Session, run_id: str) -> EtlRun | None:

@@ -25,6 +25,8 @@ from etl.errors import UnrecognisedFormatError
 from etl.extract.csv_formats import FORMATS, CsvFormat, Layout, detect
 
 SNIFF_LINES = 5
+# Symbols and names repeat on every row: categories parse and map to assets per distinct value.
+_TEXT_DTYPE: dict[str, str | type] = {"symbol": "category", "name": "category"}
 Lines = npt.NDArray[np.int64]
 _SKIPPED_LINE = re.compile(r"Skipping line (\d+): (expected \d+ fields, saw \d+)")
 
@@ -62,7 +64,7 @@ def iter_chunks(path: Path, fmt: CsvFormat, layout: Layout, chunk_rows: int) -> 
         header=None,
         names=layout.columns,
         skiprows=layout.header_line + 1,
-        dtype={c: str for c in fmt.string_columns if c in layout.columns},
+        dtype={c: _TEXT_DTYPE.get(c, str) for c in fmt.string_columns if c in layout.columns},
         chunksize=chunk_rows,
         skip_blank_lines=False,
         encoding="utf-8-sig",

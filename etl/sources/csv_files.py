@@ -219,13 +219,13 @@ class _FileLoad:
         names_asset = "symbol" in self.layout.columns or bool(self.layout.tickers)
         if not names_asset:
             return pd.Series(self._file_asset_id(), index=frame.index, dtype="float64")
-        names = frame["name"].astype(object)
-        ids = pd.Series(np.nan, index=frame.index, dtype="float64")
-        for symbol, name in set(zip(symbols.dropna(), names[symbols.notna()], strict=True)):
+        mapping: dict[object, float] = {}
+        pairs = frame.loc[symbols.notna(), ["symbol", "name"]].drop_duplicates()
+        for symbol, name in pairs.itertuples(index=False):
             asset_id = self._asset_id_for(str(symbol), None if pd.isna(name) else str(name))
             if asset_id is not None:
-                ids[symbols == symbol] = asset_id
-        return ids
+                mapping[symbol] = float(asset_id)
+        return symbols.map(mapping).astype("float64")
 
     def _asset_id_for(self, symbol: str, name: str | None) -> int | None:
         if symbol not in self.asset_ids:
