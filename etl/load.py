@@ -17,6 +17,7 @@ The caller owns the transaction.
 from __future__ import annotations
 
 import io
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from etl.assets import AssetRef
 from etl.db import is_sqlite
@@ -50,15 +53,17 @@ class LoadCounts:
 
 
 def ensure_asset(conn: Connection, ref: AssetRef) -> int:
-    """The asset's id, inserting it on first sight (callers hold the write lock)."""
-    found = conn.execute(select(Asset.id).where(Asset.symbol == ref.symbol)).scalar()
+    """The asset's id, inserting it on first sight; safe when two runs race for it."""
+    query = select(Asset.id).where(Asset.symbol == ref.symbol)
+    found = conn.execute(query).scalar()
     if found is not None:
         return int(found)
+    dialect_insert = sqlite_insert if is_sqlite(conn) else pg_insert
     values = {"symbol": ref.symbol, "base": ref.base, "quote": ref.quote, "name": ref.name}
-    inserted = conn.execute(
-        insert(Asset).values(**values, coin_id=ref.coin_id).returning(Asset.id)
-    ).scalar_one()
-    return int(inserted)
+    conn.execute(
+        dialect_insert(Asset).values(**values, coin_id=ref.coin_id).on_conflict_do_nothing()
+    )
+    return int(conn.execute(query).scalar_one())
 
 
 def batch_already_loaded(conn: Connection, sha256: str) -> bool:
@@ -108,9 +113,19 @@ class CandleWriter:
     """Streams validated rows of one (source, interval) batch into `candle`."""
 
     def __init__(
-        self, conn: Connection, *, source: str, interval: str, batch_id: int, now_ms: int
+        self,
+        conn: Connection,
+        *,
+        source: str,
+        interval: str,
+        batch_id: int,
+        now_ms: int,
+        reader: Connection | None = None,
     ) -> None:
+        """`reader` (PostgreSQL): a second connection that sees only committed rows, used
+        to look up each series' stored range without waiting for the COPY in flight."""
         self.conn = conn
+        self.reader = reader or conn
         self.source, self.interval, self.batch_id, self.now_ms = source, interval, batch_id, now_ms
         self.step_ms = interval_ms(interval)
         self.params: dict[str, object] = {
@@ -124,6 +139,11 @@ class CandleWriter:
         self._sqlite = is_sqlite(conn)
         self._ranges: dict[int, tuple[int, int] | None] = {}
         self._staging = False
+        # PostgreSQL: one COPY in flight on a worker thread while the caller prepares the
+        # next chunk (psycopg2 releases the GIL while the server works). Every other use of
+        # the connection waits for it first (`wait`).
+        self._pending: Future[None] | None = None
+        self._copier: ThreadPoolExecutor | None = None
         if self._sqlite:
             self._rows_before = self._row_count()
             self._changes_before = self._dbapi().total_changes
@@ -133,6 +153,22 @@ class CandleWriter:
 
     def _row_count(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(Candle)).scalar_one())
+
+    def wait(self) -> None:
+        """Block until the COPY in flight (if any) is done; raises its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Let the COPY in flight finish (its error is the caller's to report) and stop
+        the worker; called on every exit path before the transaction ends."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.exception()
+        if self._copier is not None:
+            self._copier.shutdown(wait=True)
+            self._copier = None
 
     def add(self, frame: pd.DataFrame) -> None:
         """Write rows with columns asset_id, open_time (epoch ms) and the values."""
@@ -151,6 +187,7 @@ class CandleWriter:
             self._copy(frame[fresh], "candle", CANDLE_COLUMNS, full=True)
             self.counts.inserted += int(fresh.sum())
         if not self._staging:
+            self.wait()
             self.conn.exec_driver_sql(
                 "CREATE TEMP TABLE candle_stage (asset_id int4, open_time int8, open float8, "
                 "high float8, low float8, close float8, volume float8, volume_quote float8) "
@@ -175,7 +212,9 @@ class CandleWriter:
     def _stored_range(self, asset_id: int) -> tuple[int, int] | None:
         # Asked once per asset, before this batch wrote any of its rows for it.
         if asset_id not in self._ranges:
-            low, high = self.conn.execute(
+            if self.reader is self.conn:
+                self.wait()
+            low, high = self.reader.execute(
                 text(
                     "SELECT min(open_time), max(open_time) FROM candle WHERE asset_id = :a "
                     "AND source = :source AND interval = :interval"
@@ -202,13 +241,12 @@ class CandleWriter:
             *([Field("int8", np.full(len(frame), self.now_ms, np.int64))] if full else []),
         ]
         data = io.BytesIO(payload(len(frame), fields))
-        cursor = self._dbapi().cursor()
-        try:
-            cursor.copy_expert(
-                f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)", data
-            )
-        finally:
-            cursor.close()
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)"
+        raw = self._dbapi()
+        self.wait()
+        if self._copier is None:
+            self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-copy")
+        self._pending = self._copier.submit(_copy_in, raw, sql, data)
 
     def _add_sqlite(self, frame: pd.DataFrame) -> None:
         open_time = frame["open_time"].to_numpy(np.int64)
@@ -235,9 +273,19 @@ class CandleWriter:
             self.counts.inserted = self._row_count() - self._rows_before
             self.counts.updated = changed - self.counts.inserted
             return self.counts
+        self.wait()
+        self.close()
         if self._staging:
             updated = self.conn.execute(text(PG_UPDATE_STAGED), self.params).rowcount
             inserted = self.conn.execute(text(PG_INSERT_STAGED), self.params).rowcount
             self.counts.updated += updated
             self.counts.inserted += inserted
         return self.counts
+
+
+def _copy_in(raw_connection: Any, sql: str, data: io.BytesIO) -> None:
+    cursor = raw_connection.cursor()
+    try:
+        cursor.copy_expert(sql, data, size=1 << 20)
+    finally:
+        cursor.close()

@@ -21,8 +21,8 @@ from sqlalchemy import Connection, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from etl.assets import AssetRegistry
-from etl.db import write_transaction
+from etl.assets import AssetRef, AssetRegistry
+from etl.db import is_sqlite, write_transaction
 from etl.errors import EtlError, FileExtractError, LoadError
 from etl.extract.csv_formats import OHLC, CsvFormat, Layout
 from etl.extract.csv_reader import Chunk, file_sha256, iter_chunks, raw_lines, sniff
@@ -144,6 +144,7 @@ class _FileLoad:
         self.interval: str | None = None
         self.rejected: list[dict[str, Any]] = []
         self.stats: dict[int, SeriesStats] = {}
+        self.side: Connection | None = None  # PostgreSQL only, see _ensure_asset
 
     def run(self, result: SourceResult) -> dict[str, Any]:
         ctx = self.ctx
@@ -155,17 +156,25 @@ class _FileLoad:
         ).scalar_one()  # fmt: skip
         seen = SeenKeys()
         read = blank = 0
+        if not is_sqlite(self.conn):
+            self.side = self.ctx.engine.connect()
         chunks = iter_chunks(self.path, self.fmt, self.layout, ctx.settings.csv_chunk_rows)
         progress = tqdm(chunks, desc=self.path.name, unit="chunk", disable=not ctx.show_progress)
-        for number, chunk in enumerate(progress):
-            if self.options.on_chunk is not None:
-                self.options.on_chunk(number)
-            read += len(chunk.frame) + len(chunk.malformed)
-            blank += chunk.blank_lines
-            self._take(chunk, seen, batch_id)
-        if self.writer is None:  # no valid row at all: nothing to upsert
-            self.writer = self._writer(batch_id)
-        counts = self.writer.finish()
+        try:
+            for number, chunk in enumerate(progress):
+                if self.options.on_chunk is not None:
+                    self.options.on_chunk(number)
+                read += len(chunk.frame) + len(chunk.malformed)
+                blank += chunk.blank_lines
+                self._take(chunk, seen, batch_id)
+            if self.writer is None:  # no valid row at all: nothing to upsert
+                self.writer = self._writer(batch_id)
+            counts = self.writer.finish()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            if self.side is not None:
+                self.side.close()
         self._quarantine()
         self.conn.execute(
             update(SourceBatch)
@@ -192,7 +201,7 @@ class _FileLoad:
         interval = self.interval or self.fmt.fixed_interval or "1d"
         return CandleWriter(
             self.conn, source=self.source, interval=interval, batch_id=batch_id,
-            now_ms=self.ctx.now_ms,
+            now_ms=self.ctx.now_ms, reader=self.side,
         )  # fmt: skip
 
     def _take(self, chunk: Chunk, seen: SeenKeys, batch_id: int) -> None:
@@ -233,7 +242,7 @@ class _FileLoad:
                 ref = self.ctx.registry.from_content(symbol, name)
             except EtlError:
                 return None
-            self.asset_ids[symbol] = ensure_asset(self.conn, ref)
+            self.asset_ids[symbol] = self._ensure_asset(ref)
         return self.asset_ids[symbol]
 
     def _file_asset_id(self) -> int:
@@ -247,8 +256,19 @@ class _FileLoad:
                     "the file names no asset in its content or its name; "
                     "pass --csv-symbol (e.g. --csv-symbol BTCUSD)",
                 )
-            self.file_asset = ensure_asset(self.conn, self.ctx.registry.resolve(symbol))  # type: ignore[arg-type]
+            ref = self.ctx.registry.resolve(symbol)
+            if ref is None:
+                raise FileExtractError(self.path, f"unknown asset {symbol!r}")
+            self.file_asset = self._ensure_asset(ref)
         return self.file_asset
+
+    def _ensure_asset(self, ref: AssetRef) -> int:
+        if self.side is None:
+            return ensure_asset(self.conn, ref)
+        # PostgreSQL: the load connection may be busy with a COPY; asset rows are reference
+        # data, committed on their own (an asset whose load later fails stays, harmless).
+        with self.side.begin():
+            return ensure_asset(self.side, ref)
 
     def _decide_interval(self, valid: pd.DataFrame) -> str:
         if self.fmt.fixed_interval:
