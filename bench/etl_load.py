@@ -47,7 +47,7 @@ summary = run_pipeline(settings, sources=[CsvSource([Path(sys.argv[2])])], engin
 elapsed = time.perf_counter() - started
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": elapsed, "peak_mb": peak_mb, "status": summary.status,
-                  "csv": summary.sources["csv"]}))
+                  "csv": summary.sources.get("csv"), "error": summary.error}))
 """
 
 
@@ -119,6 +119,8 @@ def pipeline(url: str, path: Path) -> dict[str, object]:
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["status"] != "success":
+        raise SystemExit(f"pipeline run failed: {result}")
     return result
 
 

@@ -212,15 +212,17 @@ class CandleWriter:
     def _stored_range(self, asset_id: int) -> tuple[int, int] | None:
         # Asked once per asset, before this batch wrote any of its rows for it.
         if asset_id not in self._ranges:
+            query = text(
+                "SELECT min(open_time), max(open_time) FROM candle WHERE asset_id = :a "
+                "AND source = :source AND interval = :interval"
+            )
+            params = {"a": asset_id, **self.params}
             if self.reader is self.conn:
                 self.wait()
-            low, high = self.reader.execute(
-                text(
-                    "SELECT min(open_time), max(open_time) FROM candle WHERE asset_id = :a "
-                    "AND source = :source AND interval = :interval"
-                ),
-                {"a": asset_id, **self.params},
-            ).one()
+                low, high = self.conn.execute(query, params).one()
+            else:
+                with self.reader.begin():
+                    low, high = self.reader.execute(query, params).one()
             self._ranges[asset_id] = None if low is None else (int(low), int(high))
         return self._ranges[asset_id]
 

@@ -211,6 +211,28 @@ def test_symbol_less_file_without_a_usable_name_needs_the_option(
     assert scalar(engine, "SELECT symbol FROM asset") == "BTCUSD"
 
 
+def test_symbol_first_seen_in_a_later_chunk(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "two_blocks.csv"
+    lines = ["symbol,timestamp,open,high,low,close,volume"]
+    start = 1_704_067_200_000
+    for symbol in ("BTC", "ETH", "SOL"):
+        lines += [f"{symbol},{start + i * 60_000},10,12,9,11,1" for i in range(1500)]
+    path.write_text("\n".join(lines) + "\n")
+    summary = run_csv(settings, engine, [path])  # chunks of 1000: ETH and SOL start mid-file
+    assert summary.status == "success", summary.error
+    assert summary.sources["csv"]["inserted"] == 4500
+    per_asset = rows(
+        engine,
+        "SELECT a.symbol, count(*) FROM candle c JOIN asset a ON a.id = c.asset_id "
+        "GROUP BY a.symbol ORDER BY a.symbol",
+    )
+    assert per_asset == [("BTCUSD", 1500), ("ETHUSD", 1500), ("SOLUSD", 1500)]
+    again = run_csv(settings, engine, [path])
+    assert again.sources["csv"]["details"][0]["status"] == "skipped"
+
+
 @pytest.mark.parametrize("chunk_rows", [1000, 100_000])
 def test_chunk_size_does_not_change_the_result(
     settings: Settings, engine: Engine, chunk_rows: int
