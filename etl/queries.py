@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import BigInteger, Connection, case, func, select, type_coerce
 from sqlalchemy.orm import Session
@@ -27,18 +28,29 @@ def series_window(conn: Connection, key: SeriesKey, *, days: int = 31) -> pd.Dat
     """The newest bars of a series: the last `days` days, and at least `HISTORY_BARS` bars,
     oldest first, with `open_time` as epoch ms (read raw, not through the datetime type)."""
     bars = max(HISTORY_BARS, days * 86_400_000 // interval_ms(key[2]) + 1)
-    raw_time = RAW_OPEN_TIME
     query = (
-        select(raw_time.label("open_time"), *_VALUES)
+        select(RAW_OPEN_TIME.label("open_time"), *_VALUES)
         .where(*_series_filter(key))
-        .order_by(raw_time.desc())
+        .order_by(RAW_OPEN_TIME.desc())
         .limit(bars)
     )
-    frame = pd.DataFrame.from_records(
-        conn.execute(query).tuples().all(), columns=["open_time", *(c.key for c in _VALUES)]
+    # Tens of thousands of rows for minute bars: compile once, fetch plain tuples from the
+    # driver cursor and let NumPy build the columns (SQLAlchemy rows cost 3x here).
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = (
+        compiled.params
+        if conn.dialect.paramstyle in ("pyformat", "named")
+        else tuple(compiled.params[name] for name in compiled.positiontup or ())
     )
-    frame = frame.iloc[::-1].reset_index(drop=True)
-    return frame.astype({c.key: "float64" for c in _VALUES} | {"open_time": "int64"})
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), params)
+        data = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, len(_VALUES) + 1)
+    finally:
+        cursor.close()
+    columns = ["open_time", *(c.key for c in _VALUES)]
+    frame = pd.DataFrame(data[::-1], columns=columns)
+    return frame.astype({"open_time": "int64"})
 
 
 @dataclass(frozen=True)
