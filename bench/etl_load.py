@@ -7,6 +7,8 @@ Generates a minute-candle CSV for 4 symbols in the canonical layout, then measur
 (b) the full pipeline (extract + validate + transform + upsert) into PostgreSQL,
 (c) a bare `executemany` of the file's rows into an equivalent SQLite table,
 (d) the full pipeline into SQLite,
+(e) for scale, the peer approach: pandas `read_csv` + `DataFrame.to_sql` into PostgreSQL
+    (on the first 100k rows: at its speed the whole file takes minutes),
 plus a second pipeline run of the same file (the content-hash skip) and the peak RSS of
 each pipeline process. Each pipeline runs in its own process (timed around
 `run_pipeline`, after imports and migrations) so its peak memory is its own.
@@ -113,6 +115,20 @@ def bare_executemany(path: Path, workdir: Path) -> float:
     return elapsed
 
 
+def pandas_to_sql(url: str, path: Path, rows: int) -> float:
+    """The peer approach (read_csv + DataFrame.to_sql), on the first `rows` rows only."""
+    import pandas as pd
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    frame = pd.read_csv(path, nrows=rows)
+    started = time.perf_counter()
+    frame.to_sql("bench_to_sql", engine, if_exists="replace", index=False, chunksize=10_000)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return elapsed
+
+
 def pipeline(url: str, path: Path) -> dict[str, object]:
     done = subprocess.run(
         [sys.executable, "-c", DRIVER, url, str(path)],
@@ -164,6 +180,9 @@ def main() -> int:
         b = pipeline(schema_url, path)
         b2 = pipeline(schema_url, path)
         reset_postgres(pg_url)
+        peer_rows = min(n_peer := 100_000, args.rows)
+        e = pandas_to_sql(schema_url, path, peer_rows)
+        reset_postgres(pg_url)
         c = bare_executemany(path, workdir)
         sqlite_url = f"sqlite:///{workdir / 'pipeline.db'}"
         d = pipeline(sqlite_url, path)
@@ -174,6 +193,10 @@ def main() -> int:
         report("(b) pipeline into PostgreSQL  [b/a]", n, float(b["seconds"]), a)  # type: ignore[arg-type]
         report("(c) SQLite bare executemany", n, c)
         report("(d) pipeline into SQLite      [d/c]", n, float(d["seconds"]), c)  # type: ignore[arg-type]
+        report(
+            f"(e) peer: pandas to_sql, PostgreSQL, {n_peer // 1000}k rows [e/a]",
+            peer_rows, e, a * peer_rows / n,
+        )  # fmt: skip
         print()
         for label, first, second in (("PostgreSQL", b, b2), ("SQLite", d, d2)):
             share = float(second["seconds"]) / float(first["seconds"]) * 100  # type: ignore[arg-type]

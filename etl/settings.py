@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     coin_ids: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["bitcoin", "ethereum", "solana", "cardano"]
     )
-    csv_chunk_rows: int = Field(default=250_000, ge=1_000)
+    csv_chunk_rows: int = Field(default=100_000, ge=1_000)
     future_tolerance_seconds: int = Field(default=300, ge=0)
 
     log_level: str = "INFO"
