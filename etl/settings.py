@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL
 
 DEFAULT_SQLITE_URL = "sqlite:///data/crypto.db"
 DEFAULT_RAW_DIR = Path("data/raw")
@@ -59,13 +60,14 @@ class Settings(BaseSettings):
     def _resolve_database_url(self) -> Settings:
         if not self.database_url:
             if self.postgres_host:
-                auth = self.postgres_user
-                if self.postgres_password:
-                    auth += f":{self.postgres_password}"
-                self.database_url = (
-                    f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/"
-                    f"{self.postgres_db}"
-                )
+                self.database_url = URL.create(
+                    "postgresql+psycopg2",
+                    username=self.postgres_user,
+                    password=self.postgres_password or None,
+                    host=self.postgres_host,
+                    port=self.postgres_port,
+                    database=self.postgres_db,
+                ).render_as_string(hide_password=False)
             else:
                 self.database_url = DEFAULT_SQLITE_URL
         self.database_url = normalise_database_url(self.database_url)
