@@ -53,7 +53,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     base = get_settings(database_url=POSTGRES_URL).database_url
     joiner = "&" if "?" in base else "?"
     try:
-        yield f"{base}{joiner}options=-csearch_path%3D{schema}"
+        yield f"{base}{joiner}options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -109,17 +109,37 @@ def _lines_skipped_before(skipped: list[int], naive_lines: Lines) -> Lines:
     return np.searchsorted(ordered - np.arange(len(ordered)), naive_lines, side="right")
 
 
+class RawLines:
+    """The exact text of chosen 1-based lines, read forward only: ask in increasing line
+    order (chunks arrive in file order) and the whole file is read at most once."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = path.open(encoding="utf-8-sig", errors="replace", newline="")
+        self._line = 0
+
+    def take(self, wanted: Iterable[int]) -> dict[int, str]:
+        targets = sorted(set(wanted))
+        found: dict[int, str] = {}
+        for target in targets:
+            if target <= self._line:
+                raise ValueError(f"line {target} was already passed (at {self._line})")
+            text = ""
+            while self._line < target:
+                text = self._handle.readline()
+                self._line += 1
+                if not text:
+                    break
+            found[target] = text.rstrip("\r\n")
+        return found
+
+    def close(self) -> None:
+        self._handle.close()
+
+
 def raw_lines(path: Path, wanted: Iterable[int]) -> dict[int, str]:
     """The exact text of the given 1-based lines, in one streaming pass."""
-    targets = set(wanted)
-    found: dict[int, str] = {}
-    if not targets:
-        return found
-    last = max(targets)
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-        for number, text in enumerate(handle, start=1):
-            if number in targets:
-                found[number] = text.rstrip("\r\n")
-            if number >= last:
-                break
-    return found
+    reader = RawLines(path)
+    try:
+        return reader.take(wanted)
+    finally:
+        reader.close()

@@ -25,7 +25,7 @@ from etl.assets import AssetRef, AssetRegistry
 from etl.db import is_sqlite, write_transaction
 from etl.errors import EtlError, FileExtractError, LoadError
 from etl.extract.csv_formats import OHLC, CsvFormat, Layout
-from etl.extract.csv_reader import Chunk, file_sha256, iter_chunks, raw_lines, sniff
+from etl.extract.csv_reader import Chunk, RawLines, file_sha256, iter_chunks, sniff
 from etl.intervals import infer_interval, interval_from_name
 from etl.load import CandleWriter, batch_already_loaded, ensure_asset, insert_rejected
 from etl.models import SourceBatch
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("open_time", *OHLC)
 
 ChunkHook = Callable[[int], None]
+REJECTED_FLUSH_ROWS = 20_000
 
 
 def discover(paths: Sequence[Path]) -> list[Path]:
@@ -142,7 +143,9 @@ class _FileLoad:
         self.file_asset: int | None = None
         self.writer: CandleWriter | None = None
         self.interval: str | None = None
-        self.rejected: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, Any]] = []  # not yet written; flushed in bulk
+        self.rejected_count = 0
+        self.raw = RawLines(path)
         self.stats: dict[int, SeriesStats] = {}
         self.side: Connection | None = None  # PostgreSQL only, see _ensure_asset
 
@@ -167,19 +170,22 @@ class _FileLoad:
                 read += len(chunk.frame) + len(chunk.malformed)
                 blank += chunk.blank_lines
                 self._take(chunk, seen, batch_id)
+                if len(self.rejected) >= REJECTED_FLUSH_ROWS:
+                    self._quarantine()
             if self.writer is None:  # no valid row at all: nothing to upsert
                 self.writer = self._writer(batch_id)
             counts = self.writer.finish()
+            self._quarantine()
         finally:
             if self.writer is not None:
                 self.writer.close()
             if self.side is not None:
                 self.side.close()
-        self._quarantine()
+            self.raw.close()
         self.conn.execute(
             update(SourceBatch)
             .where(SourceBatch.id == batch_id)
-            .values(rows_read=read, rows_rejected=len(self.rejected))
+            .values(rows_read=read, rows_rejected=self.rejected_count)
         )
         for asset_id, stats in self.stats.items():
             key = (asset_id, self.source, self.interval or "1d")
@@ -188,12 +194,12 @@ class _FileLoad:
         result.inserted += counts.inserted
         result.updated += counts.updated
         result.unchanged += counts.unchanged
-        result.rejected += len(self.rejected)
+        result.rejected += self.rejected_count
         return {
             "file": str(self.path), "status": "loaded", "format": self.fmt.name,
             "source": self.source, "interval": self.interval, "read": read,
             "inserted": counts.inserted, "updated": counts.updated,
-            "unchanged": counts.unchanged, "rejected": len(self.rejected),
+            "unchanged": counts.unchanged, "rejected": self.rejected_count,
             "blank_lines": blank, "sha256": self.sha,
         }  # fmt: skip
 
@@ -303,11 +309,18 @@ class _FileLoad:
                 self.stats.setdefault(int(asset_id), SeriesStats()).rejected[str(code)] += 1
 
     def _quarantine(self) -> None:
-        text = raw_lines(self.path, (r["line"] for r in self.rejected))
+        """Write the pending rejected rows with their raw text (memory stays bounded)."""
+        if not self.rejected:
+            return
+        text = self.raw.take(r["line"] for r in self.rejected)
         rows = [
             {"run_id": self.ctx.run_id, "source": self.source, "file": str(self.path),
              "line": r["line"], "raw": text.get(r["line"], ""), "reason": r["reason"][:255],
              "created_at": self.ctx.now_ms}
             for r in self.rejected
         ]  # fmt: skip
+        if self.writer is not None:
+            self.writer.wait()  # the connection is the writer's while a COPY runs
         insert_rejected(self.conn, rows)
+        self.rejected_count += len(rows)
+        self.rejected = []

@@ -244,3 +244,53 @@ def test_chunk_size_does_not_change_the_result(
         body = list(csv.reader(handle))[2:]
     expected = sum(float(r[6]) for r in body if min(float(v) for v in r[3:7]) > 0)
     assert scalar(engine, "SELECT sum(close) FROM candle") == pytest.approx(expected, rel=1e-12)
+
+
+def test_many_rejected_rows_are_all_quarantined_in_bounded_batches(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "bitstampUSD_1-min_data_2018.csv"
+    lines = ["Timestamp,Open,High,Low,Close,Volume_(BTC),Volume_(Currency),Weighted_Price"]
+    start = 1_514_764_800  # 2018-01-01
+    for minute in range(30_000):
+        if minute % 10 == 0:
+            lines.append(f"{start + minute * 60},13000.5,13010,12990,13005,0.5,6502.5,13005")
+        else:  # the 2018-2021 releases' no-trade minutes
+            lines.append(f"{start + minute * 60},NaN,NaN,NaN,NaN,NaN,NaN,NaN")
+    path.write_text("\n".join(lines) + "\n")
+    summary = run_csv(settings, engine, [path])
+    counts = summary.sources["csv"]
+    assert (counts["read"], counts["inserted"], counts["rejected"]) == (30_000, 3_000, 27_000)
+    assert scalar(engine, "SELECT count(*) FROM rejected_row") == 27_000
+    last = rows(engine, "SELECT line, raw FROM rejected_row ORDER BY line DESC LIMIT 1")[0]
+    assert last == (30_001, f"{start + 29_999 * 60},NaN,NaN,NaN,NaN,NaN,NaN,NaN")
+    assert scalar(engine, "SELECT count(DISTINCT line) FROM rejected_row") == 27_000
+
+
+def test_killed_database_connection_fails_the_run_and_rerun_completes(
+    settings: Settings, engine: Engine
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("terminating a backend is a PostgreSQL scenario")
+    from sqlalchemy import text
+
+    def kill_loader(chunk_number: int) -> None:
+        if chunk_number == 1:
+            with engine.connect() as conn:
+                # this test's own connections only (tests run in parallel)
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = current_setting('application_name') "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                )
+
+    files = [REAL / "coin_Bitcoin.csv"]
+    failed = run_csv(settings, engine, files, on_chunk=kill_loader)
+    assert failed.status == "failed"
+    assert "rolled back" in (failed.error or "")
+    assert scalar(engine, "SELECT count(*) FROM candle") == 0
+    assert scalar(engine, "SELECT status FROM etl_run WHERE id = :id", id=failed.run_id) == "failed"
+    again = run_csv(settings, engine, files)
+    assert again.status == "success" and again.sources["csv"]["inserted"] == 2991
