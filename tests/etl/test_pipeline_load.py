@@ -267,11 +267,10 @@ def test_many_rejected_rows_are_all_quarantined_in_bounded_batches(
     assert scalar(engine, "SELECT count(DISTINCT line) FROM rejected_row") == 27_000
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_killed_database_connection_fails_the_run_and_rerun_completes(
     settings: Settings, engine: Engine
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("terminating a backend is a PostgreSQL scenario")
     from sqlalchemy import text
 
     def kill_loader(chunk_number: int) -> None:
