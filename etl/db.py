@@ -29,7 +29,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Arbitrary constant for pg_advisory_xact_lock: "crypto-etl" load lock.
 LOAD_LOCK_KEY = 0x63727970_746F
 MIGRATION_LOCK_KEY = LOAD_LOCK_KEY + 1
-SQLITE_BUSY_TIMEOUT_MS = 60_000
+# A second writer waits this long for the first to finish its file before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 300_000
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

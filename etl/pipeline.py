@@ -25,7 +25,8 @@ from typing import Any
 if __package__ in (None, ""):  # `python etl/pipeline.py` from the project root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from etl.assets import AssetRegistry
 from etl.db import create_db_engine, migrate, write_transaction
@@ -173,10 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["coin_ids"] = args.symbols
     settings = get_settings(**overrides)
     configure_logging(settings)
-    summary = run_pipeline(
-        settings, sources=build_sources(args, settings), trigger=args.trigger,
-        show_progress=sys.stderr.isatty(),
-    )  # fmt: skip
+    try:
+        summary = run_pipeline(
+            settings, sources=build_sources(args, settings), trigger=args.trigger,
+            show_progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    except SQLAlchemyError as exc:  # nothing can be recorded: the database itself failed
+        url = make_url(settings.database_url).render_as_string(hide_password=True)
+        sys.stderr.write(f"error: database {url} unusable: {exc}\n")
+        return 1
     if args.json:
         sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
     else:

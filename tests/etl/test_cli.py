@@ -73,6 +73,16 @@ def test_failed_run_exits_non_zero_and_says_why(tmp_path: Path) -> None:
     assert "failed" in done.stdout and "unrecognised CSV format" in done.stdout
 
 
+def test_unreachable_database_is_a_clear_failure(tmp_path: Path) -> None:
+    url = "postgresql://nobody:hunter2@127.0.0.1:1/none"
+    done = run_cli(["--csv", str(REAL / "coin_Solana.csv"), "--database-url", url], {})
+    assert done.returncode == 1
+    assert (
+        "error: database postgresql+psycopg2://nobody:***@127.0.0.1:1/none unusable" in done.stderr
+    )
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_missing_path_is_a_clear_failure(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'f.db'}"
     done = run_cli(["--csv", str(tmp_path / "nope"), "--database-url", database, "--json"], {})
