@@ -49,3 +49,24 @@ class LoadError(EtlError):
     """A database failure while loading a batch: the batch was rolled back, the run fails."""
 
     code = "load_error"
+
+
+class GeminiError(EtlError):
+    """A Gemini call that did not produce usable data; `kind` names the failure:
+    timeout, connection, rate_limited, server_error, circuit_open, bad_request, malformed."""
+
+    code = "gemini_error"
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(f"gemini {kind}: {message}")
+        self.kind = kind
+        self.status = status
+
+
+class GeminiTransientError(GeminiError):
+    """Worth retrying: connection errors, timeouts, 429 and 5xx."""
+
+
+class GeminiRequestError(GeminiError):
+    """Our request was refused (400 InvalidSymbol, 404): never retried, never trips the
+    circuit breaker."""

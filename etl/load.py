@@ -17,19 +17,23 @@ The caller owns the transaction.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, Engine, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from etl.assets import AssetRef
-from etl.db import is_sqlite
+from etl.db import is_sqlite, write_transaction
+from etl.errors import LoadError
 from etl.intervals import interval_ms
 from etl.models import Asset, Candle, RejectedRow, SourceBatch
 from etl.pgcopy import Field, payload
@@ -64,6 +68,17 @@ def ensure_asset(conn: Connection, ref: AssetRef) -> int:
         dialect_insert(Asset).values(**values, coin_id=ref.coin_id).on_conflict_do_nothing()
     )
     return int(conn.execute(query).scalar_one())
+
+
+@contextmanager
+def load_transaction(engine: Engine, label: str) -> Iterator[Connection]:
+    """`write_transaction`, with a database failure raised as `LoadError` (it fails the run;
+    the batch was rolled back whole)."""
+    try:
+        with write_transaction(engine) as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise LoadError(f"{label}: load rolled back: {exc}") from exc
 
 
 def batch_already_loaded(conn: Connection, sha256: str) -> bool:

@@ -38,6 +38,7 @@ from etl.queries import series_profile, series_window
 from etl.settings import Settings, get_settings
 from etl.sources.base import RunContext, Source, SourceResult
 from etl.sources.csv_files import CsvSource
+from etl.sources.gemini import GeminiSource
 from etl.transform.metrics import series_metrics
 
 log = logging.getLogger("etl.pipeline")
@@ -141,6 +142,8 @@ def _run_sources(ctx: RunContext, sources: Sequence[Source], started: float) -> 
 def build_sources(args: argparse.Namespace, settings: Settings) -> list[Source]:
     csv_paths = [Path(p) for p in args.csv] if args.csv else [settings.kaggle_data_path]
     sources: list[Source] = [CsvSource(csv_paths, default_symbol=args.csv_symbol)]
+    if not args.no_live:
+        sources.append(GeminiSource())
     return sources
 
 
@@ -190,6 +193,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if summary.status == "failed" else 0
 
 
+def _detail_lines(details: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for d in details:
+        if "file" in d:
+            note = d.get("error") or f"{d.get('read', 0)} rows, {d.get('rejected', 0)} rejected"
+            lines.append(f"{d['status']:8} {d['file']}: {note}")
+        elif d["status"] == "calls":
+            failures = d["failures"] or "none"
+            lines.append(f"calls {d['calls']}, failures {failures}, breaker {d['breaker']}")
+        elif d["status"] == "skipped":
+            lines.append(f"skipped  {d['coin']}: {d['reason']}")
+        else:
+            parts = {k: v for k, v in d.items() if k not in ("coin", "symbol", "status")}
+            lines.append(f"{d['status']:8} {d['coin']} ({d['symbol']}): {parts}")
+    return lines
+
+
 def format_summary(summary: RunSummary) -> str:
     lines = [f"run {summary.run_id}: {summary.status} in {summary.duration_s:.2f}s"]
     for name, counts in summary.sources.items():
@@ -197,12 +217,9 @@ def format_summary(summary: RunSummary) -> str:
             f"{k} {counts[k]}" for k in ("read", "inserted", "updated", "unchanged", "rejected")
         )
         lines.append(f"  {name}: {counts['status']} ({numbers})")
-        for detail in counts.get("details", []):
-            note = (
-                detail.get("error")
-                or f"{detail.get('read', 0)} rows, {detail.get('rejected', 0)} rejected"
-            )
-            lines.append(f"    {detail['status']:8} {detail['file']}: {note}")
+        lines.extend(f"    {line}" for line in _detail_lines(counts.get("details", [])))
+        if name == "gemini" and counts["status"] == "failed":
+            lines.append("    live data skipped: Gemini could not be reached (see errors)")
     if summary.error:
         lines.append(f"  error: {summary.error}")
     return "\n".join(lines) + "\n"

@@ -10,12 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
 DEFAULT_SQLITE_URL = "sqlite:///data/crypto.db"
 DEFAULT_RAW_DIR = Path("data/raw")
+# Our interval names -> Gemini's candle time frames (the live API rejects 1h/6h/1d).
+GEMINI_TIME_FRAMES = {
+    "1m": "1m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1hr", "6h": "6hr", "1d": "1day",
+}  # fmt: skip
 
 
 def normalise_database_url(url: str) -> str:
@@ -46,14 +50,39 @@ class Settings(BaseSettings):
     csv_chunk_rows: int = Field(default=100_000, ge=1_000)
     future_tolerance_seconds: int = Field(default=300, ge=0)
 
+    gemini_base_url: str = "https://api.gemini.com"
+    gemini_api_key: SecretStr | None = None  # public endpoints need none; never logged
+    gemini_connect_timeout: float = Field(default=3.05, gt=0)
+    gemini_read_timeout: float = Field(default=10.0, gt=0)
+    gemini_retries: int = Field(default=3, ge=1, le=10)  # attempts per request
+    gemini_backoff_seconds: float = Field(default=0.5, ge=0)  # first retry wait, doubled
+    gemini_backoff_max_seconds: float = Field(default=8.0, ge=0)
+    gemini_requests_per_minute: int = Field(default=60, ge=1, le=120)
+    gemini_burst: int = Field(default=3, ge=1, le=10)
+    gemini_breaker_failures: int = Field(default=5, ge=1)
+    gemini_breaker_reset_seconds: float = Field(default=60.0, gt=0)
+    gemini_symbols_ttl_seconds: float = Field(default=6 * 3600, ge=0)
+    gemini_ticker_ttl_seconds: float = Field(default=5.0, ge=0)
+    gemini_candle_intervals: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["1h", "1d"]
+    )
+
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("coin_ids", mode="before")
+    @field_validator("coin_ids", "gemini_candle_intervals", mode="before")
     @classmethod
     def _split_coin_ids(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("gemini_candle_intervals")
+    @classmethod
+    def _known_gemini_intervals(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in GEMINI_TIME_FRAMES]
+        if unknown:
+            raise ValueError(f"Gemini has no {unknown} candles; use {sorted(GEMINI_TIME_FRAMES)}")
         return value
 
     @model_validator(mode="after")

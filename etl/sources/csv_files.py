@@ -18,16 +18,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, insert, update
-from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from etl.assets import AssetRef, AssetRegistry
-from etl.db import is_sqlite, write_transaction
+from etl.db import is_sqlite
 from etl.errors import EtlError, FileExtractError, LoadError
 from etl.extract.csv_formats import OHLC, CsvFormat, Layout
 from etl.extract.csv_reader import Chunk, RawLines, file_sha256, iter_chunks, sniff
 from etl.intervals import infer_interval, interval_from_name
-from etl.load import CandleWriter, batch_already_loaded, ensure_asset, insert_rejected
+from etl.load import (
+    CandleWriter,
+    batch_already_loaded,
+    ensure_asset,
+    insert_rejected,
+    load_transaction,
+)
 from etl.models import SourceBatch
 from etl.sources.base import RunContext, SeriesStats, SourceResult
 from etl.validate import ASSET_SHIFT, SeenKeys, validate_candles
@@ -110,14 +115,11 @@ class CsvSource:
                 log.info("csv file unchanged, skipped", extra={"file": str(path)})
                 return
         fmt, layout = sniff(path)
-        try:
-            with write_transaction(ctx.engine) as conn:
-                if batch_already_loaded(conn, sha):  # another run loaded it while we waited
-                    result.details.append({"file": str(path), "status": "skipped", "sha256": sha})
-                    return
-                detail = _FileLoad(ctx, conn, path, fmt, layout, sha, self).run(result)
-        except SQLAlchemyError as exc:
-            raise LoadError(f"{path}: load rolled back: {exc}") from exc
+        with load_transaction(ctx.engine, str(path)) as conn:
+            if batch_already_loaded(conn, sha):  # another run loaded it while we waited
+                result.details.append({"file": str(path), "status": "skipped", "sha256": sha})
+                return
+            detail = _FileLoad(ctx, conn, path, fmt, layout, sha, self).run(result)
         detail["duration_s"] = round(time.perf_counter() - started, 3)
         result.details.append(detail)
         log.info("csv file loaded", extra=detail)

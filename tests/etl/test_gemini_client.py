@@ -1,0 +1,190 @@
+"""The real Gemini client against the local double: formats, retries, breaker, cache, pacer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from etl.errors import GeminiError
+from etl.settings import Settings, get_settings
+from etl.sources.gemini_client import GeminiClient, reset_breakers
+from etl.sources.gemini_models import GeminiSymbol
+from tests.gemini_double import GeminiDouble, start, stop
+
+NOW_MS = 1_764_460_800_000  # 2025-11-30T00:00Z
+
+
+@pytest.fixture
+def double() -> Iterator[GeminiDouble]:
+    fake = start(GeminiDouble(now_ms=NOW_MS, slow_seconds=0.6))
+    reset_breakers()
+    yield fake
+    stop(fake)
+    reset_breakers()
+
+
+def client_settings(double: GeminiDouble, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "gemini_base_url": double.url, "gemini_read_timeout": 0.3,
+        "gemini_connect_timeout": 0.5, "gemini_backoff_seconds": 0.01,
+        "gemini_backoff_max_seconds": 0.05, "gemini_requests_per_minute": 120,
+        "gemini_burst": 10, "_env_file": None,
+    }  # fmt: skip
+    values.update(overrides)
+    return get_settings(**values)
+
+
+@pytest.fixture
+def client(double: GeminiDouble) -> Iterator[GeminiClient]:
+    gemini = GeminiClient(client_settings(double))
+    yield gemini
+    gemini.close()
+
+
+def test_symbols_are_split_into_base_quote_and_perpetuals(client: GeminiClient) -> None:
+    parsed = {s.symbol: (s.base, s.quote, s.perpetual) for s in client.symbols()}
+    assert parsed["btcusd"] == ("BTC", "USD", False)
+    assert parsed["btcgusd"] == ("BTC", "GUSD", False)
+    assert parsed["btcgusdperp"] == ("BTC", "GUSD", True)
+    assert parsed["btcrlusd"] == ("BTC", "RLUSD", False)
+    assert parsed["usdtusd"] == ("USDT", "USD", False)
+    assert parsed["gusdusd"] == ("GUSD", "USD", False)
+    assert parsed["ethbtc"] == ("ETH", "BTC", False)
+    assert GeminiSymbol.parse("ethusdc").quote == "USDC"
+
+
+def test_ticker_prices_keep_their_exact_decimal_value(client: GeminiClient) -> None:
+    ticker = client.pubticker("btcusd")
+    assert ticker.bid == Decimal("67250.49") and ticker.ask == Decimal("67250.51")
+    assert ticker.volume_in("USD") == Decimal("14727307.57545006088")
+    assert ticker.volume_timestamp_ms == NOW_MS
+    v2 = client.ticker_v2("btcusd")
+    assert v2.high == Decimal("68595.51") and len(v2.changes) == 24
+    feed = client.pricefeed()
+    assert feed[0].pair == "BTCUSD" and feed[0].change_24h == Decimal("-0.0920")
+    assert client.symbol_details("btcusd").quote_increment == Decimal("0.01")
+
+
+def test_candles_map_interval_names_and_come_back_oldest_first(
+    client: GeminiClient, double: GeminiDouble
+) -> None:
+    rows = client.candles("btcusd", "1d")
+    assert [r.time_ms for r in rows] == sorted(r.time_ms for r in rows)
+    assert len(rows) == 5
+    assert (rows[-1].time_ms - 4 * 3_600_000) % 86_400_000 == 0  # opens at 04:00 UTC
+    client.candles("btcusd", "1h")
+    assert [r.path for r in double.requests] == [
+        "/v2/candles/btcusd/1day",
+        "/v2/candles/btcusd/1hr",
+    ]
+
+
+def test_bad_symbol_is_final_and_not_retried(client: GeminiClient, double: GeminiDouble) -> None:
+    with pytest.raises(GeminiError) as error:
+        client.pubticker("adausd")
+    assert error.value.kind == "bad_request" and error.value.status == 400
+    assert "InvalidSymbol" in str(error.value)
+    assert double.count("/v1/pubticker") == 1
+
+
+def test_rate_limit_and_server_errors_are_retried_then_succeed(
+    client: GeminiClient, double: GeminiDouble
+) -> None:
+    double.fail("/v1/pubticker", "429", "502-html")
+    assert client.pubticker("ethusd").last == Decimal("3450.25")
+    assert [r.status for r in double.requests] == [429, 502, 200]
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [("503", "server_error"), ("timeout", "timeout"), ("reset", "connection"),
+     ("truncated", "connection"), ("500", "server_error")],
+)  # fmt: skip
+def test_persistent_transient_faults_use_every_attempt(
+    client: GeminiClient, double: GeminiDouble, fault: str, kind: str
+) -> None:
+    double.fail("/v1/pubticker", fault, fault, fault)
+    with pytest.raises(GeminiError) as error:
+        client.pubticker("btcusd")
+    assert error.value.kind == kind
+    assert double.count("/v1/pubticker") == 3  # GEMINI_RETRIES attempts, no more
+
+
+@pytest.mark.parametrize("fault", ["malformed", "wrong-types"])
+def test_garbage_bodies_are_not_retried(
+    client: GeminiClient, double: GeminiDouble, fault: str
+) -> None:
+    double.fail("/v1/pubticker", fault)
+    with pytest.raises(GeminiError) as error:
+        client.pubticker("btcusd")
+    assert error.value.kind == "malformed"
+    assert double.count("/v1/pubticker") == 1
+
+
+def test_empty_candle_window_is_no_data_not_an_error(
+    client: GeminiClient, double: GeminiDouble
+) -> None:
+    double.fail("/v2/candles", "empty")
+    assert client.candles("btcusd", "1d") == []
+
+
+def test_breaker_opens_after_repeated_failures_and_stops_calling(double: GeminiDouble) -> None:
+    settings = client_settings(double, gemini_breaker_failures=4, gemini_retries=3)
+    client = GeminiClient(settings)
+    double.fail("/v1/pubticker", *["503"] * 10)
+    for _ in range(2):
+        with pytest.raises(GeminiError):
+            client.pubticker("btcusd")
+    assert client.breaker_state == "open"
+    assert double.count() == 4  # the 4th failed attempt opened it; nothing after
+    with pytest.raises(GeminiError) as error:
+        client.candles("ethusd", "1d")
+    assert error.value.kind == "circuit_open"
+    assert double.count() == 4
+    client.close()
+
+
+def test_breaker_ignores_our_own_bad_requests(double: GeminiDouble) -> None:
+    client = GeminiClient(client_settings(double, gemini_breaker_failures=2))
+    for _ in range(3):
+        with pytest.raises(GeminiError):
+            client.pubticker("nosuchusd")
+    assert client.breaker_state == "closed"
+    client.close()
+
+
+def test_slow_changing_answers_are_cached(double: GeminiDouble) -> None:
+    client = GeminiClient(client_settings(double, gemini_ticker_ttl_seconds=0.2))
+    client.symbols()
+    client.symbols()
+    assert double.count("/v1/symbols") == 1
+    client.pubticker("btcusd")
+    client.pubticker("btcusd")
+    assert double.count("/v1/pubticker") == 1
+    time.sleep(0.25)
+    client.pubticker("btcusd")
+    assert double.count("/v1/pubticker") == 2
+    client.close()
+
+
+def test_pacer_keeps_concurrent_requests_under_the_rate(double: GeminiDouble) -> None:
+    client = GeminiClient(
+        client_settings(
+            double, gemini_requests_per_minute=120, gemini_burst=2, gemini_ticker_ttl_seconds=0
+        )
+    )
+    symbols = ["btcusd", "ethusd", "solusd", "ltcusd", "dogeusd", "btcusdt", "ethbtc", "solbtc"]
+    threads = [threading.Thread(target=client.pubticker, args=(s,)) for s in symbols]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    times = sorted(r.at for r in double.requests)
+    assert len(times) == 8
+    # burst 2 at 120/minute: never 3 requests within one second
+    assert min(b - a for a, b in zip(times, times[2:], strict=False)) >= 0.95
+    client.close()
