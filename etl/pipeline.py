@@ -34,7 +34,7 @@ from etl.extract.parse import utc_now_ms
 from etl.ledger import finish_run, insert_quality, start_run, upsert_metric
 from etl.log import configure_logging, correlation
 from etl.quality import quality_report
-from etl.queries import series_profile, series_window
+from etl.queries import latest_spread, series_profile, series_window
 from etl.settings import Settings, get_settings
 from etl.sources.base import RunContext, Source, SourceResult
 from etl.sources.csv_files import CsvSource
@@ -77,6 +77,7 @@ def refresh_derived(ctx: RunContext, results: Sequence[SourceResult]) -> None:
                 if profile is None:
                     continue
                 metrics = series_metrics(series_window(conn, key), key[2])
+                metrics["spread"] = latest_spread(conn, key[0], key[1])
                 upsert_metric(conn, key, metrics, run_id=ctx.run_id, now_ms=ctx.now_ms)
                 report = quality_report(profile, interval=key[2], stats=stats, now_ms=ctx.now_ms)
                 insert_quality(conn, key, report, run_id=ctx.run_id, now_ms=ctx.now_ms)
@@ -120,14 +121,18 @@ def run_pipeline(
 def _run_sources(ctx: RunContext, sources: Sequence[Source], started: float) -> RunSummary:
     results: list[SourceResult] = []
     error: str | None = None
+    current: Source | None = None
     try:
-        for source in sources:
-            results.append(source.run(ctx))
+        for current in sources:
+            results.append(current.run(ctx))
+        current = None
         refresh_derived(ctx, results)
         status = overall_status(results)
     except Exception as exc:  # the run must be recorded as failed whatever broke
         log.exception("run failed")
         status, error = "failed", f"{type(exc).__name__}: {exc}"
+        if current is not None:  # keep what the earlier sources did; name the one that broke
+            results.append(SourceResult(current.name, status="failed", errors=[error]))
     if status != "failed" and any(r.errors for r in results):
         error = "; ".join(e for r in results for e in r.errors)[:2000]
     return RunSummary(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from etl.intervals import interval_ms
-from etl.models import Candle, EtlRun
+from etl.models import Candle, EtlRun, Ticker
 from etl.sources.base import SeriesKey
 from etl.transform.metrics import HISTORY_BARS
 
@@ -102,6 +102,19 @@ def _gap_edges(conn: Connection, key: SeriesKey) -> list[tuple[int, int]]:
         .order_by(ordered.c.open_time)
     ).all()
     return [(int(a), int(b)) for a, b in gaps]
+
+
+def latest_spread(conn: Connection, asset_id: int, source: str) -> float | None:
+    """ask - bid of the newest ticker snapshot of the asset from that source."""
+    row = conn.execute(
+        select(Ticker.bid, Ticker.ask)
+        .where(Ticker.asset_id == asset_id, Ticker.source == source)
+        .order_by(Ticker.observed_at.desc(), Ticker.id.desc())
+        .limit(1)
+    ).first()
+    if row is None or row.bid is None or row.ask is None:
+        return None
+    return float(row.ask - row.bid)
 
 
 def get_run(session: Session, run_id: str) -> EtlRun | None:

@@ -41,6 +41,12 @@ def _postgres_admin() -> Engine:
     return engine
 
 
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live calls go to a closed local port unless a test points them at its double."""
+    monkeypatch.setenv("GEMINI_BASE_URL", "http://127.0.0.1:9")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":

@@ -32,6 +32,7 @@ from etl.assets import AssetRef
 from etl.errors import GeminiError
 from etl.load import CandleWriter, ensure_asset, insert_rejected, load_transaction
 from etl.models import Candle, SourceBatch, Ticker
+from etl.queries import RAW_OPEN_TIME
 from etl.sources.base import RunContext, SeriesStats, SourceResult
 from etl.sources.gemini_client import GeminiClient
 from etl.sources.gemini_models import GeminiSymbol, PubTicker, candles_frame
@@ -176,7 +177,7 @@ class _GeminiRun:
             asset_id = ensure_asset(conn, selection.asset)
             frame["asset_id"] = float(asset_id)
             newest = conn.execute(
-                select(func.max(Candle.__table__.c.open_time)).where(
+                select(func.max(RAW_OPEN_TIME)).where(
                     Candle.asset_id == asset_id, Candle.source == SOURCE,
                     Candle.interval == interval,
                 )

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
 from tests.conftest import FORMATS, REAL
+from tests.gemini_double import GeminiDouble, start, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +28,8 @@ def run_cli(
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "KAGGLE_DATA_PATH", "COIN_IDS")
     }
+    # never the internet: live calls go to a closed local port unless a test says otherwise
+    clean["GEMINI_BASE_URL"] = "http://127.0.0.1:9"
     return subprocess.run(
         [*command, *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True,
         timeout=120, check=False,
@@ -55,13 +59,27 @@ def test_script_path_and_environment_defaults(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "coin_Solana.csv").write_bytes((REAL / "coin_Solana.csv").read_bytes())
-    env = {"DATABASE_URL": f"sqlite:///{db}", "KAGGLE_DATA_PATH": str(raw)}
-    done = run_cli(["--json"], env=env, module=False)
+    double = start(GeminiDouble(now_ms=int(time.time() * 1000)))
+    env = {
+        "DATABASE_URL": f"sqlite:///{db}", "KAGGLE_DATA_PATH": str(raw),
+        "COIN_IDS": "bitcoin,cardano", "GEMINI_BASE_URL": double.url,
+        "GEMINI_CANDLE_INTERVALS": "1d",
+    }  # fmt: skip
+    try:
+        done = run_cli(["--json"], env=env, module=False)
+    finally:
+        stop(double)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["sources"]["csv"]["inserted"] == 452
+    summary = json.loads(done.stdout)
+    assert summary["sources"]["csv"]["inserted"] == 452
+    gemini = summary["sources"]["gemini"]
+    assert (gemini["status"], gemini["inserted"]) == ("success", 1 + 5)  # a ticker, 5 bars
+    assert {"coin": "cardano", "status": "skipped", "reason": "Gemini lists no ADA pair"} in (
+        gemini["details"]
+    )
     engine = create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM candle")).scalar() == 452
+        assert conn.execute(text("SELECT count(*) FROM candle")).scalar() == 452 + 5
         assert conn.execute(text("SELECT trigger, status FROM etl_run")).one() == ("cli", "success")
     engine.dispose()
 
@@ -71,6 +89,14 @@ def test_failed_run_exits_non_zero_and_says_why(tmp_path: Path) -> None:
     done = run_cli(["--csv", str(FORMATS / "unknown_layout.csv"), "--database-url", database], {})
     assert done.returncode == 1
     assert "failed" in done.stdout and "unrecognised CSV format" in done.stdout
+
+
+def test_offline_live_source_leaves_the_run_partial_and_says_so(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'o.db'}"
+    done = run_cli(["--csv", str(REAL / "coin_Solana.csv"), "--database-url", database], {})
+    assert done.returncode == 0
+    assert "partial" in done.stdout
+    assert "live data skipped: Gemini could not be reached" in done.stdout
 
 
 def test_unreachable_database_is_a_clear_failure(tmp_path: Path) -> None:
