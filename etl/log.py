@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
-from etl.settings import Settings
+from etl.settings import Settings, secret_values
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -23,6 +23,45 @@ class CorrelationFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.run_id = _correlation_id.get()
         return True
+
+
+class SecretMask(logging.Filter):
+    """Replaces every configured secret in a record (message, arguments, extra fields)."""
+
+    MASK = "***"
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, self.MASK)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        record.msg = self.clean(record.getMessage())
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, self.clean(value))
+        return True
+
+
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})))
+
+
+class MaskingFormatter(logging.Formatter):
+    """Masks secrets in the finished line too (tracebacks are rendered by the formatter)."""
+
+    def __init__(self, inner: logging.Formatter, mask: SecretMask) -> None:
+        super().__init__()
+        self.inner, self.mask = inner, mask
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.mask.clean(self.inner.format(record))
 
 
 @contextmanager
@@ -36,19 +75,19 @@ def correlation(run_id: str) -> Iterator[None]:
 
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    formatter: logging.Formatter
     if settings.log_json:
-        handler.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s %(run_id)s",
-                rename_fields={"asctime": "timestamp", "levelname": "level", "message": "event"},
-                timestamp=False,
-            )
+        formatter = JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(run_id)s",
+            rename_fields={"asctime": "timestamp", "levelname": "level", "message": "event"},
+            timestamp=False,
         )
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(run_id)s] %(message)s")
-        )
+        formatter = logging.Formatter("%(asctime)s %(levelname)s [%(run_id)s] %(message)s")
+    mask = SecretMask(secret_values(settings))
+    handler.setFormatter(MaskingFormatter(formatter, mask))
     handler.addFilter(CorrelationFilter())
+    handler.addFilter(mask)
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 DEFAULT_SQLITE_URL = "sqlite:///data/crypto.db"
 DEFAULT_RAW_DIR = Path("data/raw")
@@ -67,10 +67,14 @@ class Settings(BaseSettings):
         default_factory=lambda: ["1h", "1d"]
     )
 
+    # The HTTP API's keys (the API issue); listed here so logs can mask them everywhere.
+    api_key: SecretStr | None = None
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("coin_ids", "gemini_candle_intervals", mode="before")
+    @field_validator("coin_ids", "gemini_candle_intervals", "api_keys", mode="before")
     @classmethod
     def _split_coin_ids(cls, value: object) -> object:
         if isinstance(value, str):
@@ -101,6 +105,15 @@ class Settings(BaseSettings):
                 self.database_url = DEFAULT_SQLITE_URL
         self.database_url = normalise_database_url(self.database_url)
         return self
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold, in plain text, for log masking (longest first)."""
+    values = [settings.postgres_password, make_url(settings.database_url).password or ""]
+    for secret in (settings.gemini_api_key, settings.api_key, *settings.api_keys):
+        if secret is not None:
+            values.append(secret.get_secret_value())
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -75,6 +77,27 @@ def reset_breakers() -> None:
         _BREAKERS.clear()
 
 
+@dataclass(frozen=True)
+class SymbolList:
+    symbols: list[GeminiSymbol]
+    fetched_at: float  # epoch seconds of the successful fetch
+    stale: bool  # True when served from the last good answer because Gemini failed
+
+
+def gemini_symbols(client: GeminiClient) -> SymbolList:
+    """Gemini's tradable symbols with base/quote parsed and perpetuals marked, for the API.
+
+    Served from the client's cache (hours); when a refresh fails, the last good list is
+    returned marked `stale`; with nothing ever fetched the `GeminiError` propagates (the API
+    answers 503 with Retry-After)."""
+    try:
+        return client.symbol_list()
+    except GeminiError:
+        if client.last_symbols is None:
+            raise
+        return replace(client.last_symbols, stale=True)
+
+
 class GeminiClient:
     def __init__(self, settings: Settings, *, session: requests.Session | None = None) -> None:
         self.settings = settings
@@ -98,6 +121,11 @@ class GeminiClient:
             maxsize=1024, ttl=settings.gemini_ticker_ttl_seconds
         )
         self._cache_lock = threading.Lock()
+        self._last_symbols: SymbolList | None = None
+
+    @property
+    def last_symbols(self) -> SymbolList | None:
+        return self._last_symbols
 
     @property
     def breaker_state(self) -> str:
@@ -110,10 +138,21 @@ class GeminiClient:
 
     def symbols(self) -> list[GeminiSymbol]:
         """`/v1/symbols`, split into base/quote (cached for hours)."""
-        raw = self._cached(self._slow_cache, "/v1/symbols")
+        return self.symbol_list().symbols
+
+    def symbol_list(self) -> SymbolList:
+        with self._cache_lock:
+            cached: SymbolList | None = self._slow_cache.get("symbols")
+        if cached is not None:
+            return cached
+        raw = self._request("/v1/symbols")
         if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
             raise GeminiError("malformed", f"/v1/symbols is not a list of strings: {raw!r:.80}")
-        return [GeminiSymbol.parse(s) for s in raw]
+        fetched = SymbolList([GeminiSymbol.parse(s) for s in raw], time.time(), stale=False)
+        with self._cache_lock:
+            self._slow_cache["symbols"] = fetched
+            self._last_symbols = fetched
+        return fetched
 
     def symbol_details(self, symbol: str) -> SymbolDetails:
         return self._model(SymbolDetails, self._slow_cache, f"/v1/symbols/details/{symbol}")

@@ -11,7 +11,7 @@ import pytest
 
 from etl.errors import GeminiError
 from etl.settings import Settings, get_settings
-from etl.sources.gemini_client import GeminiClient, reset_breakers
+from etl.sources.gemini_client import GeminiClient, gemini_symbols, reset_breakers
 from etl.sources.gemini_models import GeminiSymbol
 from tests.gemini_double import GeminiDouble, start, stop
 
@@ -187,4 +187,18 @@ def test_pacer_keeps_concurrent_requests_under_the_rate(double: GeminiDouble) ->
     assert len(times) == 8
     # burst 2 at 120/minute: never 3 requests within one second
     assert min(b - a for a, b in zip(times, times[2:], strict=False)) >= 0.95
+    client.close()
+
+
+def test_symbol_list_for_the_api_falls_back_to_the_last_good_answer(double: GeminiDouble) -> None:
+    client = GeminiClient(client_settings(double, gemini_symbols_ttl_seconds=0))
+    double.fail("/v1/symbols", *["503"] * 3)
+    with pytest.raises(GeminiError):
+        gemini_symbols(client)  # nothing fetched yet: the API answers 503
+    fresh = gemini_symbols(client)
+    assert not fresh.stale and "btcgusdperp" in {s.symbol for s in fresh.symbols}
+    double.fail("/v1/symbols", *["503"] * 3)
+    stale = gemini_symbols(client)
+    assert stale.stale and stale.symbols == fresh.symbols
+    assert stale.fetched_at == fresh.fetched_at
     client.close()
