@@ -17,11 +17,14 @@ from pythonjsonlogger.json import JsonFormatter
 from etl.settings import Settings, secret_values
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 class CorrelationFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.run_id = _correlation_id.get()
+        if getattr(record, "request_id", None) is None:  # a handler may name it explicitly
+            record.request_id = _request_id.get()
         return True
 
 
@@ -65,6 +68,16 @@ class MaskingFormatter(logging.Formatter):
 
 
 @contextmanager
+def request_context(request_id: str) -> Iterator[None]:
+    """Bind an HTTP request's id to every log line written while handling it."""
+    token = _request_id.set(request_id)
+    try:
+        yield
+    finally:
+        _request_id.reset(token)
+
+
+@contextmanager
 def correlation(run_id: str) -> Iterator[None]:
     token = _correlation_id.set(run_id)
     try:
@@ -78,7 +91,7 @@ def configure_logging(settings: Settings) -> None:
     formatter: logging.Formatter
     if settings.log_json:
         formatter = JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(run_id)s",
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(run_id)s %(request_id)s",
             rename_fields={"asctime": "timestamp", "levelname": "level", "message": "event"},
             timestamp=False,
         )

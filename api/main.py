@@ -1,0 +1,123 @@
+"""The FastAPI application: `create_app()` wires settings, security, limits and routers.
+
+    uvicorn api.main:create_app --factory --host 0.0.0.0 --port 8000
+
+Authentication is attached where the routers are included, so a new route is protected
+by default; only the probes (`/health/live`, `/health/ready`), and `/metrics` when
+`METRICS_PUBLIC=true`, are open. `/docs` and `/openapi.json` are open when enabled
+(`DOCS_ENABLED`, default off in production): they describe the API, never its data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import install_error_handlers, problem_response
+from api.middleware import RequestContextMiddleware, RequestMetrics
+from api.rate_limit import RouteLimits, build_limiter
+from api.responses import HotCache
+from api.routes import candles, health, prices, prometheus, quality_runs, symbols
+from api.routes.health import VERSION
+from api.security import require_api_key
+from api.settings import ApiSettings, get_api_settings
+from etl.db import create_db_engine
+from etl.log import configure_logging
+from etl.sources.gemini_client import GeminiClient
+
+log = logging.getLogger("api")
+
+
+class TrustedHosts:
+    """`TrustedHostMiddleware`'s rule (exact names, `*.domain`, or `*`), answering a bad
+    Host header with the same problem document as every other error."""
+
+    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
+        self.app, self.allowed = app, [h.lower() for h in allowed]
+
+    def _ok(self, host: str) -> bool:
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.lower()
+        return any(
+            pattern == "*" or name == pattern
+            or (pattern.startswith("*.") and name.endswith(pattern[1:]))
+            for pattern in self.allowed
+        )  # fmt: skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = dict(scope.get("headers", []))
+            host = headers.get(b"host", b"").decode("latin-1")
+            if not self._ok(host):
+                response = problem_response(
+                    Request(scope), 400, "invalid_host", "the Host header is not allowed"
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    settings: ApiSettings | None = None, *, gemini: GeminiClient | None = None
+) -> FastAPI:
+    settings = settings or get_api_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_db_engine(settings)  # pool sized by DB_POOL_SIZE
+        client = gemini or GeminiClient(settings)
+        app.state.engine = engine
+        app.state.gemini = client
+        app.state.registry.register(prometheus.LedgerCollector(engine))
+        if not app.state.key_digests:
+            log.warning("no API key configured: every keyed route answers 401 (set API_KEY)")
+        yield
+        if gemini is None:
+            client.close()
+        engine.dispose()
+
+    app = FastAPI(
+        title="Crypto ETL API",
+        version=VERSION,
+        description="Crypto prices, candles, metrics and data quality from CSV history and "
+        "Gemini. Send your key in `X-API-Key`. Errors are RFC 9457 problem documents.",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+    )
+    app.state.settings = settings
+    app.state.key_digests = settings.key_digests()
+    app.state.hot_cache = HotCache(settings.cache_ttl_seconds)
+    app.state.registry = CollectorRegistry()
+    limiter = build_limiter(settings)
+    app.state.limiter = limiter
+    limits = RouteLimits.build(limiter, settings)
+
+    keyed = [Depends(require_api_key)]
+    app.include_router(health.build_probes(limits))
+    for module in (health, prices, symbols, candles, quality_runs):
+        app.include_router(module.build(limits), dependencies=keyed)
+    app.include_router(
+        prometheus.build(limits), dependencies=[] if settings.metrics_public else keyed
+    )
+
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"],
+            allow_headers=["X-API-Key", "X-Request-ID", "If-None-Match"],
+            expose_headers=["X-Request-ID", "ETag", "Retry-After", "X-RateLimit-Limit",
+                            "X-RateLimit-Remaining", "X-RateLimit-Reset"],
+        )  # fmt: skip
+    app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
+    app.add_middleware(RequestContextMiddleware, metrics=RequestMetrics(app.state.registry))
+    return app

@@ -1,0 +1,93 @@
+"""Request ids, JSON access logs and Prometheus request metrics, as one ASGI middleware.
+
+`X-Request-ID` is taken from the client when it is a sane token (1-64 of
+`A-Za-z0-9._-`), generated otherwise, set on the response and bound to every log line of
+the request. The access log line has method, route template, status, duration and the
+caller's key fingerprint (never the key).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from etl.log import request_context
+
+access_log = logging.getLogger("api.access")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+            registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+        )  # fmt: skip
+        self.rate_limited = Counter(
+            "http_rate_limited_total", "Requests refused by the rate limiter", ["route"],
+            registry=registry,
+        )  # fmt: skip
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        request_id = given if given and _SANE_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        with request_context(request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        self.metrics.requests.labels(method, template, str(status)).inc()
+        self.metrics.latency.labels(method, template).observe(seconds)
+        if status == 429:
+            self.metrics.rate_limited.labels(template).inc()
+        state: dict[str, Any] = scope.get("state", {})
+        access_log.info(
+            "request",
+            extra={
+                "method": method, "route": template, "path": scope.get("path"),
+                "status": status, "duration_ms": round(seconds * 1000, 2),
+                "key": state.get("key_fingerprint"),
+            },
+        )  # fmt: skip
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None

@@ -1,0 +1,71 @@
+"""Rate limits with slowapi, per API key and route class.
+
+The key is the caller's API-key fingerprint (set by `require_api_key`), else the client
+address; `X-Forwarded-For` is honoured only when the direct peer is a configured trusted
+proxy (the right-most address not itself a trusted proxy is the client). Each route class
+(`data`, `candles`, `probes`) shares one counter per caller, with its limit from settings
+(`RATE_LIMIT_DEFAULT`, `RATE_LIMIT_CANDLES`, `RATE_LIMIT_PROBES`). Storage is in-process
+(`memory://`) or Redis (`RATE_LIMIT_STORAGE_URI=redis://...`), which makes limits hold
+across workers and replicas. Responses carry `X-RateLimit-Limit/Remaining/Reset`; a
+limited request gets a 429 problem with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slowapi import Limiter
+from starlette.requests import Request
+
+from api.settings import ApiSettings
+
+EMPTY_CONFIG = Path(__file__).with_name("slowapi.env")
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def client_address(request: Request, trusted_proxies: list[str]) -> str:
+    peer = request.client.host if request.client else "unknown"
+    if peer not in trusted_proxies:
+        return peer
+    forwarded = [p.strip() for p in request.headers.get("x-forwarded-for", "").split(",")]
+    for hop in reversed([p for p in forwarded if p]):
+        if hop not in trusted_proxies:
+            return hop
+    return peer
+
+
+def build_limiter(settings: ApiSettings) -> Limiter:
+    def caller(request: Request) -> str:
+        fingerprint = getattr(request.state, "key_fingerprint", None)
+        if fingerprint:
+            return f"key:{fingerprint}"
+        return f"ip:{client_address(request, settings.trusted_proxies)}"
+
+    return Limiter(
+        key_func=caller,
+        storage_uri=settings.rate_limit_storage_uri,
+        headers_enabled=True,
+        strategy="moving-window",
+        key_prefix="crypto-api",
+        config_filename=str(EMPTY_CONFIG),  # slowapi must not read our .env itself
+    )
+
+
+@dataclass(frozen=True)
+class RouteLimits:
+    """Decorators that put a route into its class (one shared counter per caller)."""
+
+    data: Decorator
+    candles: Decorator
+    probes: Decorator
+
+    @classmethod
+    def build(cls, limiter: Limiter, settings: ApiSettings) -> RouteLimits:
+        return cls(
+            data=limiter.shared_limit(settings.rate_limit_default, scope="data"),
+            candles=limiter.shared_limit(settings.rate_limit_candles, scope="candles"),
+            probes=limiter.shared_limit(settings.rate_limit_probes, scope="probes"),
+        )

@@ -1,0 +1,56 @@
+"""JSON responses with ETag / 304 and Cache-Control, and the hot-read cache.
+
+Bodies are serialised once by pydantic; the ETag is a hash of the body, so an unchanged
+answer is a 304 for a client that sends `If-None-Match`. Hot reads (`latest`, `metrics`,
+`symbols`) keep their rendered body for `CACHE_TTL_SECONDS` in-process: a cache, not shared
+state (each replica fills its own), so nothing depends on it for correctness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from cachetools import TTLCache
+from fastapi import Request, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from etl.models import from_epoch_ms
+
+
+def utc(ms: int) -> datetime:
+    return from_epoch_ms(ms)
+
+
+def age_seconds(ms: int) -> float:
+    return max(0.0, (datetime.now(UTC) - from_epoch_ms(ms)).total_seconds())
+
+
+def body_of(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+def respond(request: Request, body: bytes, *, max_age: int) -> Response:
+    etag = 'W/"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    headers = {"ETag": etag, "Cache-Control": f"private, max-age={max_age}"}
+    wanted = request.headers.get("if-none-match", "")
+    if etag in (tag.strip() for tag in wanted.split(",")):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+class HotCache:
+    def __init__(self, ttl_seconds: float) -> None:
+        self._cache: TTLCache[str, bytes] = TTLCache(maxsize=4096, ttl=ttl_seconds)
+        self.enabled = ttl_seconds > 0
+
+    async def body(self, key: str, render: Callable[[], bytes]) -> bytes:
+        """The cached body, or `render()` run in the thread pool (it queries the DB)."""
+        if self.enabled and key in self._cache:
+            return self._cache[key]
+        body = await run_in_threadpool(render)
+        if self.enabled:
+            self._cache[key] = body
+        return body

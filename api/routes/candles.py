@@ -1,0 +1,133 @@
+"""Candles of one asset, any interval, paged with a signed cursor.
+
+`start` (inclusive) and `end` (exclusive) are ISO-8601 or epoch milliseconds, UTC; the
+default window is everything. `next_cursor` continues the same query; a cursor that was
+altered (or belongs to another query) is a 400 problem.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api.errors import Problem
+from api.rate_limit import RouteLimits
+from api.responses import body_of, respond, utc
+from api.routes.common import SymbolPath
+from api.schemas import Bar, CandlePage
+from etl.extract.parse import utc_now_ms
+from etl.read import resolve_asset
+from etl.read_candles import candle_page, choose_series
+
+Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "6h", "1d", "1w"]
+TIME_PATTERN = r"^(\d{1,13}|\d{4}-\d{2}-\d{2}([T ][0-9:.]{2,15})?(Z|[+-]\d{2}:?\d{2})?)$"
+MAX_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+
+
+def parse_time(text: str | None, name: str, default: int) -> int:
+    if text is None:
+        return default
+    if text.isdigit():
+        value = int(text)
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise Problem(
+                400, "invalid_time", f"{name}: not ISO-8601 or epoch ms: {text!r}"
+            ) from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        value = int(parsed.timestamp() * 1000)
+    if not 0 <= value <= MAX_MS:
+        raise Problem(400, "invalid_time", f"{name} is out of range")
+    return value
+
+
+def sign(key: bytes, payload: dict[str, object]) -> str:
+    data = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode())
+    mac = hmac.new(key, data, hashlib.sha256).digest()[:16]
+    return (data + b"." + base64.urlsafe_b64encode(mac)).decode().replace("=", "")
+
+
+def unsign(key: bytes, token: str) -> dict[str, object]:
+    try:
+        data_text, mac_text = token.split(".")
+        data = (data_text + "=" * (-len(data_text) % 4)).encode()
+        mac = base64.urlsafe_b64decode(mac_text + "=" * (-len(mac_text) % 4))
+        if not hmac.compare_digest(mac, hmac.new(key, data, hashlib.sha256).digest()[:16]):
+            raise ValueError("signature")
+        payload = json.loads(base64.urlsafe_b64decode(data))
+        if not isinstance(payload, dict):
+            raise ValueError("shape")
+        return payload
+    except (ValueError, TypeError) as exc:
+        raise Problem(400, "invalid_cursor", "the cursor is malformed or was altered") from exc
+
+
+def build(limits: RouteLimits) -> APIRouter:
+    router = APIRouter(prefix="/api/crypto", tags=["candles"])
+
+    @router.get("/candles/{symbol}", response_model=CandlePage)
+    @limits.candles
+    def candles(
+        request: Request,
+        symbol: SymbolPath,
+        interval: Interval = "1d",
+        start: Annotated[str | None, Query(pattern=TIME_PATTERN, max_length=40)] = None,
+        end: Annotated[str | None, Query(pattern=TIME_PATTERN, max_length=40)] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+        cursor: Annotated[str | None, Query(max_length=512, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
+        source: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$")] = None,
+    ) -> Response:
+        """Bars with `open_time` in [start, end), oldest first, resampled server-side from
+        the finest stored bars of the source (default: the finest, then newest, source
+        that divides the interval). Buckets align to UTC midnight; `1w` starts Monday
+        00:00 UTC. `complete` is false for a bar whose close time has not passed."""
+        settings = request.app.state.settings
+        start_ms = parse_time(start, "start", 0)
+        end_ms = parse_time(end, "end", MAX_MS)
+        with request.app.state.engine.connect() as conn:
+            asset = resolve_asset(conn, symbol)
+            if cursor is not None:
+                state = unsign(settings.cursor_key(), cursor)
+                if state.get("q") != [asset.symbol, interval, source, end_ms]:
+                    raise Problem(400, "invalid_cursor", "the cursor belongs to another query")
+                start_ms = int(str(state["t"]))
+            if start_ms >= end_ms:
+                raise Problem(400, "invalid_range", "start must be before end")
+            series = choose_series(conn, asset.id, interval, source)
+            if series is None:
+                raise Problem(
+                    404,
+                    "no_series",
+                    f"no {source or 'stored'} bars for {asset.symbol} that make {interval} bars",
+                )
+            rows = candle_page(
+                conn, asset_id=asset.id, source=series[0], stored=series[1],
+                interval=interval, start_ms=start_ms, end_ms=end_ms, limit=limit,
+            )  # fmt: skip
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = (
+            sign(settings.cursor_key(), {"q": [asset.symbol, interval, source, end_ms],
+                                         "t": rows[-1]["close_time"]})
+            if more else None
+        )  # fmt: skip
+        now = utc_now_ms()
+        page = CandlePage(
+            symbol=asset.symbol, source=series[0], interval=interval, resampled_from=series[1],
+            data=[
+                Bar(**{**r, "open_time": utc(r["open_time"]), "close_time": utc(r["close_time"]),
+                       "complete": r["close_time"] <= now})
+                for r in rows
+            ],
+            next_cursor=next_cursor,
+        )  # fmt: skip
+        return respond(request, body_of(page), max_age=settings.cache_max_age_seconds)
+
+    return router

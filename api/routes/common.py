@@ -1,0 +1,31 @@
+"""Input types shared by the routes (validated by FastAPI: a bad value is a 422 problem)."""
+
+from typing import Annotated
+
+from fastapi import Path, Query
+from sqlalchemy import Connection
+
+from etl.read import AssetRow, list_assets, resolve_asset
+
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+SymbolPath = Annotated[
+    str,
+    Path(pattern=SYMBOL_PATTERN, max_length=32, description="any alias: bitcoin, BTC, btc-usd",
+         examples=["bitcoin"]),
+]  # fmt: skip
+SymbolsQuery = Annotated[
+    str | None,
+    Query(pattern=r"^[A-Za-z0-9._-]{1,32}(,[A-Za-z0-9._-]{1,32}){0,49}$",
+          description="comma-separated aliases (at most 50)", examples=["bitcoin,ETH"]),
+]  # fmt: skip
+
+
+def selected_assets(conn: Connection, symbols: str | None) -> list[AssetRow]:
+    """The assets named by a `symbols=` filter (every alias must exist), else all."""
+    if not symbols:
+        return list_assets(conn)
+    chosen: dict[int, AssetRow] = {}
+    for text in symbols.split(","):
+        asset = resolve_asset(conn, text)
+        chosen[asset.id] = asset
+    return list(chosen.values())

@@ -1,0 +1,131 @@
+"""Root, health and readiness. `/health/live` and `/health/ready` are public and reveal
+nothing else; `/health` (keyed) tells the whole story."""
+
+import platform
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.errors import Problem
+from api.rate_limit import RouteLimits
+from api.responses import age_seconds, body_of, respond, utc
+from api.schemas import Freshness, Health, Link, Live, Root, RunBrief
+from etl.db import current_revision, head_revision
+from etl.intervals import INTERVAL_MS
+from etl.read import latest_metrics, list_assets, list_runs, schema_ok
+
+VERSION = "0.1.0"
+PLATFORM = f"{platform.python_implementation()} {platform.python_version()} {platform.system()}"
+
+
+def build_probes(limits: RouteLimits) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health/live", response_model=Live)
+    @limits.probes
+    async def live(request: Request) -> Response:  # noqa: ARG001 - slowapi needs request
+        """Liveness: the process answers."""
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @router.get("/health/ready", response_model=Live)
+    @limits.probes
+    def ready(request: Request) -> Response:
+        """Readiness: the database answers and its schema is migrated."""
+        engine = request.app.state.engine
+        try:
+            migrated = current_revision(engine) == head_revision()
+        except SQLAlchemyError:
+            migrated = False
+        if not migrated:
+            raise Problem(
+                503,
+                "not_ready",
+                "database unreachable or not migrated",
+                headers={"Retry-After": "5"},
+            )
+        return Response(b'{"status":"ready"}', media_type="application/json")
+
+    return router
+
+
+def _freshness(request: Request) -> list[Freshness]:
+    stale_after = request.app.state.settings.stale_after_intervals
+    out = []
+    with request.app.state.engine.connect() as conn:
+        for asset in list_assets(conn):
+            for m in latest_metrics(conn, asset.id)[:1]:
+                step = INTERVAL_MS[m["interval"]]
+                age = age_seconds(int(m["as_of"]) + step)
+                out.append(
+                    Freshness(symbol=asset.symbol, source=m["source"], interval=m["interval"],
+                              as_of=utc(int(m["as_of"]) + step), age_seconds=round(age, 1),
+                              stale=age > stale_after * step / 1000)
+                )  # fmt: skip
+    return out
+
+
+def build(limits: RouteLimits) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/", response_model=Root)
+    @limits.data
+    def root(request: Request) -> Response:
+        """Name, version and the main routes."""
+        docs = "/docs" if request.app.state.settings.docs else None
+        links = [Link(rel=r, href=h) for r, h in (
+            ("health", "/health"), ("latest", "/api/crypto/latest"),
+            ("metrics", "/api/crypto/metrics"), ("symbols", "/api/crypto/symbols"),
+            ("candles", "/api/crypto/candles/{symbol}"), ("quality", "/api/crypto/quality"),
+            ("runs", "/api/crypto/runs"), ("gemini_symbols", "/api/crypto/gemini/symbols"),
+        )]  # fmt: skip
+        return respond(
+            request,
+            body_of(Root(name="crypto-etl-api", version=VERSION, docs=docs, links=links)),
+            max_age=300,
+        )
+
+    @router.get("/health", response_model=Health)
+    @limits.data
+    def health(request: Request) -> Response:
+        """Database reachability and latency, schema version, the last ETL run, data
+        freshness per asset, the Gemini breaker state, version and platform."""
+        engine = request.app.state.engine
+        database: dict[str, Any] = {"reachable": False, "latency_ms": None}
+        revision = None
+        last_run = None
+        freshness: list[Freshness] = []
+        try:
+            started = time.perf_counter()
+            with engine.connect() as conn:
+                schema_ok(conn)
+                database = {
+                    "reachable": True,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                }
+                runs = list_runs(conn, 1)
+            revision = current_revision(engine)
+            if runs:
+                run = runs[0]
+                finished = run["finished_at"]
+                done = finished is not None
+                last_run = RunBrief(
+                    id=run["id"], status=run["status"],
+                    finished_at=utc(int(finished)) if done else None,
+                    age_seconds=round(age_seconds(int(finished)), 1) if done else None,
+                )  # fmt: skip
+            freshness = _freshness(request)
+        except SQLAlchemyError:
+            pass
+        head = head_revision()
+        ok = database["reachable"] and revision == head and not any(f.stale for f in freshness)
+        body = Health(
+            status="ok" if ok else "degraded", version=VERSION,
+            platform=PLATFORM,
+            database=database, schema_version=revision, schema_head=head, last_run=last_run,
+            freshness=freshness, gemini_breaker=request.app.state.gemini.breaker_state,
+        )  # fmt: skip
+        return respond(request, body_of(body), max_age=0)
+
+    return router

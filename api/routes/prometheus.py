@@ -1,0 +1,74 @@
+"""`/metrics`: Prometheus exposition (request counts and latency by route and status,
+rate-limit refusals, and, read from the ledger at scrape time, ETL rows and durations per
+source of the last run and data age per series)."""
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.rate_limit import RouteLimits
+from api.responses import age_seconds
+from etl.intervals import INTERVAL_MS
+from etl.read import latest_metrics, list_assets, list_runs
+
+
+class LedgerCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rows = GaugeMetricFamily(
+            "etl_last_run_rows", "Rows of the last ETL run", labels=["source", "outcome"]
+        )
+        duration = GaugeMetricFamily(
+            "etl_last_run_duration_seconds", "Duration of the last ETL run"
+        )
+        failed = GaugeMetricFamily(
+            "etl_last_run_failed", "1 when the last run failed", labels=["status"]
+        )
+        data_age = GaugeMetricFamily(
+            "data_age_seconds",
+            "Age of the newest bar's close",
+            labels=["symbol", "source", "interval"],
+        )
+        try:
+            with self.engine.connect() as conn:
+                runs = list_runs(conn, 1)
+                if runs:
+                    run = runs[0]
+                    for source, counts in (run["sources"] or {}).items():
+                        for outcome in ("read", "inserted", "updated", "unchanged", "rejected"):
+                            rows.add_metric([source, outcome], float(counts.get(outcome, 0)))
+                    if run["finished_at"] is not None:
+                        duration.add_metric(
+                            [], (int(run["finished_at"]) - int(run["started_at"])) / 1000
+                        )
+                    failed.add_metric([run["status"]], 1.0 if run["status"] == "failed" else 0.0)
+                for asset in list_assets(conn):
+                    for m in latest_metrics(conn, asset.id):
+                        close_ms = int(m["as_of"]) + INTERVAL_MS[m["interval"]]
+                        data_age.add_metric(
+                            [asset.symbol, m["source"], m["interval"]], age_seconds(close_ms)
+                        )
+        except SQLAlchemyError:
+            pass
+        yield from (rows, duration, failed, data_age)
+
+
+def build(limits: RouteLimits) -> APIRouter:
+    router = APIRouter(tags=["metrics"])
+
+    @router.get(
+        "/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}}
+    )
+    @limits.data
+    def metrics(request: Request) -> Response:
+        """Prometheus text exposition."""
+        return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,62 @@
+"""Data-quality reports and the ETL run ledger."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from api.errors import Problem
+from api.rate_limit import RouteLimits
+from api.responses import body_of, respond, utc
+from api.routes.common import SymbolsQuery, selected_assets
+from api.routes.symbols import quality_out
+from api.schemas import QualityList, RunList, RunOut
+from etl.read import get_run, latest_quality, list_runs
+
+
+def run_out(row: dict[str, Any]) -> RunOut:
+    return RunOut(
+        id=row["id"], trigger=row["trigger"], status=row["status"],
+        started_at=utc(int(row["started_at"])),
+        finished_at=utc(int(row["finished_at"])) if row["finished_at"] is not None else None,
+        sources=row["sources"] or {}, error=row["error"],
+    )  # fmt: skip
+
+
+def build(limits: RouteLimits) -> APIRouter:
+    router = APIRouter(prefix="/api/crypto", tags=["quality", "runs"])
+
+    @router.get("/quality", response_model=QualityList)
+    @limits.data
+    def quality(request: Request, symbols: SymbolsQuery = None) -> Response:
+        """Per asset and series, the latest quality report: score (0-100) and its
+        breakdown, completeness, consistency, coverage, freshness, the gap list."""
+        with request.app.state.engine.connect() as conn:
+            wanted = {a.id for a in selected_assets(conn, symbols)}
+            rows = [q for q in latest_quality(conn) if q["asset_id"] in wanted]
+        page = QualityList(data=[quality_out(r) for r in rows])
+        return respond(
+            request, body_of(page), max_age=request.app.state.settings.cache_max_age_seconds
+        )
+
+    @router.get("/runs", response_model=RunList)
+    @limits.data
+    def runs(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
+        """The ETL run ledger, newest first."""
+        with request.app.state.engine.connect() as conn:
+            page = RunList(data=[run_out(r) for r in list_runs(conn, limit)])
+        return respond(request, body_of(page), max_age=0)
+
+    @router.get("/runs/{run_id}", response_model=RunOut)
+    @limits.data
+    def run(
+        request: Request,
+        run_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,36}$", max_length=36)],
+    ) -> Response:
+        """One run: status, per-source counts and details, error."""
+        with request.app.state.engine.connect() as conn:
+            row = get_run(conn, run_id)
+        if row is None:
+            raise Problem(404, "run_not_found", f"no run {run_id!r}")
+        return respond(request, body_of(run_out(row)), max_age=0)
+
+    return router

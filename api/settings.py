@@ -1,0 +1,86 @@
+"""Settings of the HTTP API: the data-side settings plus what serving needs.
+
+Keys (`API_KEY`, `API_KEYS`) live in `etl.settings.Settings` so logs can mask them
+anywhere; this adds hosts, CORS, docs, limits and caching. Read once, in the lifespan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from etl.settings import Settings
+
+PLACEHOLDER_KEYS = frozenset({"change-me", "changeme", "placeholder", "example", "secret", "dev"})
+MIN_PRODUCTION_KEY_LENGTH = 24
+
+
+class ApiSettings(Settings):
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"]
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    docs_enabled: bool | None = None  # default: on, except in production
+    metrics_public: bool = False
+    rate_limit_default: str = "120/minute"
+    rate_limit_candles: str = "60/minute"
+    rate_limit_probes: str = "600/minute"
+    rate_limit_storage_uri: str = "memory://"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    stale_after_intervals: float = Field(default=3.0, gt=0)
+    cache_ttl_seconds: float = Field(default=5.0, ge=0)
+    cache_max_age_seconds: int = Field(default=60, ge=0)
+    cursor_secret: str = ""  # signs pagination cursors; derived from the keys when empty
+
+    @field_validator("allowed_hosts", "cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> ApiSettings:
+        if self.environment != "production":
+            return self
+        for key in self.plain_keys():
+            if key.lower() in PLACEHOLDER_KEYS or len(key) < MIN_PRODUCTION_KEY_LENGTH:
+                raise ValueError(
+                    "refusing a placeholder or short API key in production "
+                    f"(use at least {MIN_PRODUCTION_KEY_LENGTH} random characters)"
+                )
+        return self
+
+    @property
+    def docs(self) -> bool:
+        return (
+            self.docs_enabled
+            if self.docs_enabled is not None
+            else (self.environment != "production")
+        )
+
+    def plain_keys(self) -> list[str]:
+        keys = [self.api_key.get_secret_value()] if self.api_key else []
+        keys += [k.get_secret_value() for k in self.api_keys]
+        return [k for k in keys if k and not k.startswith("sha256:")]
+
+    def key_digests(self) -> list[bytes]:
+        """SHA-256 digests of every accepted key (`sha256:<hex>` entries taken as given)."""
+        digests = [hashlib.sha256(k.encode()).digest() for k in self.plain_keys()]
+        for key in self.api_keys:
+            text = key.get_secret_value()
+            if text.startswith("sha256:"):
+                digests.append(bytes.fromhex(text.removeprefix("sha256:")))
+        return digests
+
+    def cursor_key(self) -> bytes:
+        if self.cursor_secret:
+            return self.cursor_secret.encode()
+        return hashlib.sha256(b"cursor:" + b"".join(sorted(self.key_digests()))).digest()
+
+
+def get_api_settings(**overrides: object) -> ApiSettings:
+    return ApiSettings(**overrides)  # type: ignore[arg-type]

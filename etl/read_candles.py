@@ -1,0 +1,120 @@
+"""Candle pages for the API, resampled server-side from stored bars.
+
+Resampling: a requested interval is served from the stored series (of the requested
+source, if given) whose interval divides it and whose data is newest, the finest on a
+tie. Buckets are aligned to the Unix epoch (UTC midnight for `1d`), except `1w`, whose buckets start on Monday 00:00 UTC. A bucket's open is the open of its
+first stored bar, its close the close of its last, high/low the extremes, volumes the sums;
+`bars` says how many stored bars it holds. When the requested interval is the stored one,
+bars are served as stored (Gemini's daily bars keep their 04:00 UTC open).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, func, literal, select, type_coerce
+
+from etl.intervals import DAY_MS, INTERVAL_MS
+from etl.models import Candle, Metric
+
+RAW_TIME = type_coerce(Candle.open_time, BigInteger)
+WEEK_ANCHOR_MS = 4 * DAY_MS  # 1970-01-05, a Monday
+VALUES = (Candle.open, Candle.high, Candle.low, Candle.close, Candle.volume, Candle.volume_quote)
+
+
+def anchor_for(interval: str) -> int:
+    return WEEK_ANCHOR_MS if interval == "1w" else 0
+
+
+def choose_series(
+    conn: Connection, asset_id: int, interval: str, source: str | None
+) -> tuple[str, str] | None:
+    """(source, stored interval) to serve `interval` from: among the stored series whose
+    interval divides it, the one with the newest data; the finest on a tie."""
+    step = INTERVAL_MS[interval]
+    as_of = type_coerce(Metric.as_of, BigInteger)
+    query = select(Metric.source, Metric.interval, as_of).where(Metric.asset_id == asset_id)
+    if source is not None:
+        query = query.where(Metric.source == source)
+    newest: dict[tuple[str, str], int] = {}
+    for src, stored, newest_ms in conn.execute(query).all():
+        if stored in INTERVAL_MS and step % INTERVAL_MS[stored] == 0:
+            key = (src, stored)
+            newest[key] = max(newest.get(key, 0), int(newest_ms))
+    if not newest:
+        return None
+    return min(newest, key=lambda k: (-newest[k], INTERVAL_MS[k[1]]))
+
+
+def candle_page(
+    conn: Connection,
+    *,
+    asset_id: int,
+    source: str,
+    stored: str,
+    interval: str,
+    start_ms: int,
+    end_ms: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to `limit + 1` bars with open_time in [start, end), oldest first (the extra bar
+    tells the caller there is a next page)."""
+    where = (
+        Candle.asset_id == asset_id, Candle.source == source, Candle.interval == stored,
+        RAW_TIME.between(start_ms, end_ms - 1),
+    )  # fmt: skip
+    if stored == interval:
+        rows = conn.execute(
+            select(RAW_TIME.label("open_ms"), *VALUES)
+            .where(*where)
+            .order_by(RAW_TIME)
+            .limit(limit + 1)
+        ).all()
+        step = INTERVAL_MS[interval]
+        return [
+            _bar(r.open_ms, step, r.open, r.high, r.low, r.close, r.volume, r.volume_quote, 1)
+            for r in rows
+        ]
+    return _resampled(conn, where, interval, limit)
+
+
+def _resampled(
+    conn: Connection, where: tuple[Any, ...], interval: str, limit: int
+) -> list[dict[str, Any]]:
+    step, anchor = INTERVAL_MS[interval], anchor_for(interval)
+    bucket = ((RAW_TIME - literal(anchor, BigInteger)) / literal(step, BigInteger)).label("b")
+    groups = conn.execute(
+        select(
+            bucket, func.min(RAW_TIME), func.max(RAW_TIME), func.max(Candle.high),
+            func.min(Candle.low), func.sum(Candle.volume), func.sum(Candle.volume_quote),
+            func.count(),
+        )
+        .where(*where)
+        .group_by(bucket)
+        .order_by(bucket)
+        .limit(limit + 1)
+    ).all()  # fmt: skip
+    if not groups:
+        return []
+    edges = {int(g[1]) for g in groups} | {int(g[2]) for g in groups}
+    prices = {
+        int(t): (o, c)
+        for t, o, c in conn.execute(
+            select(RAW_TIME, Candle.open, Candle.close).where(*where, RAW_TIME.in_(sorted(edges)))
+        ).all()
+    }
+    return [
+        _bar(int(b) * step + anchor, step, prices[int(first)][0], high, low,
+             prices[int(last)][1], volume, volume_quote, int(count))
+        for b, first, last, high, low, volume, volume_quote, count in groups
+    ]  # fmt: skip
+
+
+def _bar(
+    open_ms: int, step: int, o: float, h: float, lo: float, c: float,
+    volume: float | None, volume_quote: float | None, bars: int,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "open_time": int(open_ms), "close_time": int(open_ms) + step, "open": o, "high": h,
+        "low": lo, "close": c, "volume": volume, "volume_quote": volume_quote, "bars": bars,
+    }  # fmt: skip
