@@ -2,9 +2,10 @@
 
 Resampling: a requested interval is served from the stored series (of the requested
 source, if given) whose interval divides it and whose data is newest, the finest on a
-tie. Buckets are aligned to the Unix epoch (UTC midnight for `1d`), except `1w`, whose buckets start on Monday 00:00 UTC. A bucket's open is the open of its
-first stored bar, its close the close of its last, high/low the extremes, volumes the sums;
-`bars` says how many stored bars it holds. When the requested interval is the stored one,
+tie. Buckets are aligned to the Unix epoch (UTC midnight for `1d`), except `1w`, whose
+buckets start on Monday 00:00 UTC. A bucket's open is the open of its first stored bar,
+its close the close of its last, high/low the extremes, volumes the sums; `bars` says how
+many stored bars it holds. When the requested interval is the stored one,
 bars are served as stored (Gemini's daily bars keep their 04:00 UTC open).
 """
 
