@@ -101,6 +101,9 @@ def configure_logging(settings: Settings) -> None:
     handler.setFormatter(MaskingFormatter(formatter, mask))
     handler.addFilter(CorrelationFilter())
     handler.addFilter(mask)
+    handler._crypto_etl = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    root.handlers = [handler]
+    # Replace our own earlier handler only; others (a test's log capture) stay.
+    root.handlers = [h for h in root.handlers if not getattr(h, "_crypto_etl", False)]
+    root.addHandler(handler)
     root.setLevel(settings.log_level.upper())

@@ -83,7 +83,7 @@ def _resampled(
     conn: Connection, where: tuple[Any, ...], interval: str, limit: int
 ) -> list[dict[str, Any]]:
     step, anchor = INTERVAL_MS[interval], anchor_for(interval)
-    bucket = ((RAW_TIME - literal(anchor, BigInteger)) / literal(step, BigInteger)).label("b")
+    bucket = ((RAW_TIME - literal(anchor, BigInteger)) // literal(step, BigInteger)).label("b")
     groups = conn.execute(
         select(
             bucket, func.min(RAW_TIME), func.max(RAW_TIME), func.max(Candle.high),
