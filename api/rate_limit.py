@@ -49,7 +49,7 @@ def build_limiter(settings: ApiSettings) -> Limiter:
         storage_uri=settings.rate_limit_storage_uri,
         headers_enabled=True,
         strategy="moving-window",
-        key_prefix="crypto-api",
+        key_prefix=settings.rate_limit_key_prefix,
         config_filename=str(EMPTY_CONFIG),  # slowapi must not read our .env itself
     )
 

@@ -29,6 +29,7 @@ class ApiSettings(Settings):
     rate_limit_candles: str = "60/minute"
     rate_limit_probes: str = "600/minute"
     rate_limit_storage_uri: str = "memory://"
+    rate_limit_key_prefix: str = "crypto-api"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     stale_after_intervals: float = Field(default=3.0, gt=0)
     cache_ttl_seconds: float = Field(default=5.0, ge=0)

@@ -1,0 +1,89 @@
+"""Rate limits per key and route class, in memory and in Redis (shared across apps)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from tests.api.conftest import KEY, OTHER_KEY, api_settings, problem
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def limited_client(database: str, **overrides: object) -> TestClient:
+    values: dict[str, object] = {
+        "rate_limit_default": "3/minute", "rate_limit_candles": "2/minute",
+        "rate_limit_probes": "2/minute", "rate_limit_key_prefix": f"t{uuid.uuid4().hex[:8]}",
+    }  # fmt: skip
+    settings = api_settings(database, **{**values, **overrides})
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    client.headers["X-API-Key"] = KEY
+    return client
+
+
+def test_a_class_shares_one_counter_per_key_and_answers_429(api_database: str) -> None:
+    with limited_client(api_database) as client:
+        remaining = []
+        for path in ("/api/crypto/runs", "/api/crypto/symbols", "/api/crypto/quality"):
+            answer = client.get(path)
+            assert answer.status_code == 200
+            assert answer.headers["X-RateLimit-Limit"] == "3"
+            remaining.append(answer.headers["X-RateLimit-Remaining"])
+        assert remaining == ["2", "1", "0"]
+        limited = client.get("/api/crypto/latest")
+        assert limited.status_code == 429 and problem(limited)["code"] == "rate_limited"
+        assert int(limited.headers["Retry-After"]) > 0
+        for header in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
+            assert header in limited.headers, header
+        # another class has its own counter; another key has its own too
+        assert client.get("/api/crypto/candles/bitcoin", params={"limit": 1}).status_code == 200
+        assert client.get("/api/crypto/runs", headers={"X-API-Key": OTHER_KEY}).status_code == 200
+
+
+def test_forwarded_for_counts_only_behind_a_trusted_proxy(api_database: str) -> None:
+    with limited_client(api_database) as client:  # no trusted proxy: the header is ignored
+        for address in ("1.1.1.1", "2.2.2.2"):
+            client.get("/health/live", headers={"X-Forwarded-For": address})
+        spoofed = client.get("/health/live", headers={"X-Forwarded-For": "3.3.3.3"})
+        assert spoofed.status_code == 429
+    with limited_client(api_database, trusted_proxies="testclient") as client:
+        for address in ("1.1.1.1", "2.2.2.2", "3.3.3.3"):
+            answer = client.get(
+                "/health/live", headers={"X-Forwarded-For": f"{address}, testclient"}
+            )
+            assert answer.status_code == 200, address
+        for _ in range(2):
+            client.get("/health/live", headers={"X-Forwarded-For": "1.1.1.1"})
+        assert client.get("/health/live", headers={"X-Forwarded-For": "1.1.1.1"}).status_code == 429
+
+
+def _redis_or_skip() -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        reason = f"Redis unreachable at {REDIS_URL}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
+def test_two_app_instances_share_one_limit_in_redis(api_database: str) -> None:
+    _redis_or_skip()
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    settings = {"rate_limit_storage_uri": REDIS_URL, "rate_limit_key_prefix": prefix}
+    first = limited_client(api_database, **settings)
+    second = limited_client(api_database, **settings)
+    with first, second:
+        assert first.get("/api/crypto/runs").status_code == 200
+        assert second.get("/api/crypto/runs").status_code == 200
+        assert first.get("/api/crypto/runs").status_code == 200
+        refused = second.get("/api/crypto/runs")
+        assert refused.status_code == 429
+        assert refused.headers["X-RateLimit-Remaining"] == "0"
