@@ -14,9 +14,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-# Migrate, then run the ETL on data/raw into SQLite (data/crypto.db unless DATABASE_URL).
+# Migrate, run the ETL on data/raw into SQLite (data/crypto.db unless DATABASE_URL), then
+# serve the API on :8000 (a random local key is generated into .env on first run).
 run: install
 	$(PY) -m etl.pipeline
+	$(PY) -m api.serve
 
 etl: run
 
