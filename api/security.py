@@ -24,10 +24,13 @@ def fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def require_api_key(
+async def require_api_key(
     request: Request, key: Annotated[str | None, Security(API_KEY_HEADER)] = None
 ) -> str:
-    """The caller's key fingerprint; 401 problem when the key is missing or wrong."""
+    """The caller's key fingerprint; 401 problem when the key is missing or wrong.
+
+    `async` on purpose: it does no I/O, and a plain `def` would cost a thread-pool hop on
+    every request."""
     digests: list[bytes] = request.app.state.key_digests
     challenge = {"WWW-Authenticate": "ApiKey"}
     if not key:

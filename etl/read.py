@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, and_, func, or_, select, type_coerce
@@ -50,9 +51,14 @@ def list_assets(conn: Connection) -> list[AssetRow]:
     return [AssetRow(*row) for row in rows]
 
 
+@lru_cache(maxsize=1)
+def _registry() -> AssetRegistry:
+    return AssetRegistry()  # only seeded coins; resolve() never adds to it
+
+
 def resolve_asset(conn: Connection, text: str) -> AssetRow:
     """Any alias (`bitcoin`, `BTC`, `btc-usd`, `BTCUSD`, `BTC/USD`) to a stored asset."""
-    ref = AssetRegistry().resolve(text, strict=False)
+    ref = _registry().resolve(text, strict=False)
     wanted = ref.symbol if ref else text.replace("-", "").replace("/", "").upper()
     lowered = text.strip().lower()
     row = conn.execute(

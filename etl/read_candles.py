@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, Connection, func, literal, select, type_coerc
 
 from etl.intervals import DAY_MS, INTERVAL_MS
 from etl.models import Candle, Metric
+from etl.queries import fetch_tuples
 
 RAW_TIME = type_coerce(Candle.open_time, BigInteger)
 WEEK_ANCHOR_MS = 4 * DAY_MS  # 1970-01-05, a Monday
@@ -65,17 +66,11 @@ def candle_page(
         RAW_TIME.between(start_ms, end_ms - 1),
     )  # fmt: skip
     if stored == interval:
-        rows = conn.execute(
-            select(RAW_TIME.label("open_ms"), *VALUES)
-            .where(*where)
-            .order_by(RAW_TIME)
-            .limit(limit + 1)
-        ).all()
+        rows = fetch_tuples(
+            conn, select(RAW_TIME, *VALUES).where(*where).order_by(RAW_TIME).limit(limit + 1)
+        )
         step = INTERVAL_MS[interval]
-        return [
-            _bar(r.open_ms, step, r.open, r.high, r.low, r.close, r.volume, r.volume_quote, 1)
-            for r in rows
-        ]
+        return [_bar(t, step, o, h, lo, c, v, vq, 1) for t, o, h, lo, c, v, vq in rows]
     return _resampled(conn, where, interval, limit)
 
 

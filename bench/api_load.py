@@ -1,0 +1,138 @@
+"""API load benchmark: each route beside the bare `/health/live` floor, same run.
+
+    python bench/api_load.py [--seconds 10] [--workers 1 2] [--database-url URL]
+
+Builds a database (SQLite by default) with the real sample from data/raw plus 1,000,000
+synthetic minute bars (bench/etl_load.py's generator), starts uvicorn with 1 and then 2
+workers (auth and rate limiting on, limits set high, request logs at WARNING), and drives
+each route with wrk (64 connections, 2 threads), printing requests/s, p50 and p99 latency
+and the ratio to `/health/live` measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.etl_load import generate  # noqa: E402
+from etl.db import create_db_engine  # noqa: E402
+from etl.pipeline import run_pipeline  # noqa: E402
+from etl.settings import get_settings  # noqa: E402
+from etl.sources.csv_files import CsvSource  # noqa: E402
+
+KEY = "bench-key-0123456789abcdefghij"
+ROUTES = {
+    "/health/live (bare floor)": "/health/live",
+    "/api/crypto/latest": "/api/crypto/latest",
+    "/api/crypto/metrics": "/api/crypto/metrics",
+    "/api/crypto/candles 500 x 1m": "/api/crypto/candles/BTC-USD?interval=1m&limit=500&source=csv",
+}
+
+
+def load(database_url: str, workdir: Path) -> None:
+    synthetic = workdir / "minutes.csv"
+    generate(synthetic, 1_000_000)
+    settings = get_settings(database_url=database_url, log_level="WARNING", _env_file=None)
+    engine = create_db_engine(settings)
+    sources = [CsvSource([ROOT / "data" / "raw", synthetic])]
+    summary = run_pipeline(settings, sources=sources, engine=engine, trigger="bench")
+    engine.dispose()
+    if summary.status == "failed":
+        raise SystemExit(f"loading failed: {summary.error}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(database_url: str, workers: int, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ, "DATABASE_URL": database_url, "API_KEY": KEY, "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_DEFAULT": "100000000/minute", "RATE_LIMIT_CANDLES": "100000000/minute",
+        "RATE_LIMIT_PROBES": "100000000/minute", "DB_POOL_SIZE": "40",
+        "GEMINI_BASE_URL": "http://127.0.0.1:9",
+    }  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host",
+         "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
+         "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1):  # noqa: S310
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the API did not start")
+
+
+def wrk(url: str, seconds: int) -> tuple[float, float, float]:
+    done = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "-H", f"X-API-Key: {KEY}", url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+
+    def percentile(name: str) -> float:
+        match = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", done.stdout)
+        assert match is not None, done.stdout  # noqa: S101
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if errors:
+        raise SystemExit(f"{url}: {errors.group(1)} non-2xx answers\n{done.stdout}")
+    return rate, percentile("50"), percentile("99")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk (make bench does this)")
+    with tempfile.TemporaryDirectory(prefix="api-bench-") as tmp:
+        workdir = Path(tmp)
+        database_url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+        started = time.perf_counter()
+        load(database_url, workdir)
+        print(f"loaded the real sample + 1M minute bars in {time.perf_counter() - started:.0f} s\n")
+        for workers in args.workers:
+            port = free_port()
+            process = serve(database_url, workers, port)
+            try:
+                print(f"uvicorn, {workers} worker(s), wrk -t2 -c64 -d{args.seconds}s:")
+                floor = None
+                for label, path in ROUTES.items():
+                    wrk(f"http://127.0.0.1:{port}{path}", 2)  # warm-up
+                    rate, p50, p99 = wrk(f"http://127.0.0.1:{port}{path}", args.seconds)
+                    floor = floor or rate
+                    print(f"  {label:<32} {rate:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+                          f"  ratio {rate / floor:4.2f}")  # fmt: skip
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+            print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
