@@ -31,7 +31,9 @@ lint: install
 	$(VENV)/bin/mypy etl tests bench
 
 bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/etl_load.py
+	$(PY) bench/api_load.py
 
 clean:
 	rm -rf $(VENV) data/crypto.db data/crypto.db-* .pytest_cache .mypy_cache .ruff_cache

@@ -48,7 +48,7 @@ def build_limiter(settings: ApiSettings) -> Limiter:
         key_func=caller,
         storage_uri=settings.rate_limit_storage_uri,
         headers_enabled=True,
-        strategy="moving-window",
+        strategy=settings.rate_limit_strategy,
         key_prefix=settings.rate_limit_key_prefix,
         config_filename=str(EMPTY_CONFIG),  # slowapi must not read our .env itself
     )

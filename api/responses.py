@@ -8,6 +8,7 @@ state (each replica fills its own), so nothing depends on it for correctness.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -42,15 +43,25 @@ def respond(request: Request, body: bytes, *, max_age: int) -> Response:
 
 
 class HotCache:
+    """Rendered bodies for `ttl_seconds`. Single-flight: when an entry expires under load,
+    one request renders it and the others wait for that render instead of all querying."""
+
     def __init__(self, ttl_seconds: float) -> None:
         self._cache: TTLCache[str, bytes] = TTLCache(maxsize=4096, ttl=ttl_seconds)
+        self._locks: dict[str, asyncio.Lock] = {}
         self.enabled = ttl_seconds > 0
 
     async def body(self, key: str, render: Callable[[], bytes]) -> bytes:
         """The cached body, or `render()` run in the thread pool (it queries the DB)."""
-        if self.enabled and key in self._cache:
-            return self._cache[key]
-        body = await run_in_threadpool(render)
-        if self.enabled:
-            self._cache[key] = body
-        return body
+        if not self.enabled:
+            return await run_in_threadpool(render)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(key)
+            if cached is None:
+                cached = await run_in_threadpool(render)
+                self._cache[key] = cached
+        return cached

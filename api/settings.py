@@ -7,7 +7,7 @@ anywhere; this adds hosts, CORS, docs, limits and caching. Read once, in the lif
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -30,6 +30,9 @@ class ApiSettings(Settings):
     rate_limit_probes: str = "600/minute"
     rate_limit_storage_uri: str = "memory://"
     rate_limit_key_prefix: str = "crypto-api"
+    # fixed-window: O(1) per request in memory and Redis. moving-window is exact, but its
+    # in-memory storage keeps one entry per hit (slow under high limits).
+    rate_limit_strategy: Literal["fixed-window", "moving-window"] = "fixed-window"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     stale_after_intervals: float = Field(default=3.0, gt=0)
     cache_ttl_seconds: float = Field(default=5.0, ge=0)

@@ -104,3 +104,24 @@ def test_production_refuses_placeholder_keys() -> None:
         get_api_settings(environment="production", api_key="change-me", _env_file=None)
     good = get_api_settings(environment="production", api_key="k" * 32, _env_file=None)
     assert good.docs is False  # docs are off by default in production
+
+
+def test_hot_cache_renders_once_for_concurrent_misses() -> None:
+    import asyncio
+    import time as clock
+
+    from api.responses import HotCache
+
+    calls = []
+
+    def render() -> bytes:
+        calls.append(1)
+        clock.sleep(0.05)
+        return b"body"
+
+    async def burst() -> list[bytes]:
+        cache = HotCache(ttl_seconds=60)
+        return await asyncio.gather(*(cache.body("k", render) for _ in range(20)))
+
+    assert asyncio.run(burst()) == [b"body"] * 20
+    assert len(calls) == 1
