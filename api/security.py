@@ -12,16 +12,12 @@ import hashlib
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
 
 from api.errors import Problem
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="your API key")
-
-
-def fingerprint(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 async def require_api_key(
@@ -45,6 +41,3 @@ async def require_api_key(
         raise Problem(401, "invalid_api_key", "the API key is not valid", headers=challenge)
     request.state.key_fingerprint = presented.hex()[:12]
     return request.state.key_fingerprint  # type: ignore[no-any-return]
-
-
-ApiKeyDep = Annotated[str, Depends(require_api_key)]
