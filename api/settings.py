@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from etl.settings import Settings
+from etl.settings import Settings, split_commas
 
 PLACEHOLDER_KEYS = frozenset({"change-me", "changeme", "placeholder", "example", "secret", "dev"})
 MIN_PRODUCTION_KEY_LENGTH = 24
@@ -42,9 +42,7 @@ class ApiSettings(Settings):
     @field_validator("allowed_hosts", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return split_commas(value)
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> ApiSettings:

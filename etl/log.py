@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
@@ -68,22 +68,22 @@ class MaskingFormatter(logging.Formatter):
 
 
 @contextmanager
-def request_context(request_id: str) -> Iterator[None]:
+def _bound(variable: ContextVar[str | None], value: str) -> Iterator[None]:
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)
+
+
+def request_context(request_id: str) -> AbstractContextManager[None]:
     """Bind an HTTP request's id to every log line written while handling it."""
-    token = _request_id.set(request_id)
-    try:
-        yield
-    finally:
-        _request_id.reset(token)
+    return _bound(_request_id, request_id)
 
 
-@contextmanager
-def correlation(run_id: str) -> Iterator[None]:
-    token = _correlation_id.set(run_id)
-    try:
-        yield
-    finally:
-        _correlation_id.reset(token)
+def correlation(run_id: str) -> AbstractContextManager[None]:
+    """Bind an ETL run's id to every log line written while it runs."""
+    return _bound(_correlation_id, run_id)
 
 
 def configure_logging(settings: Settings) -> None:

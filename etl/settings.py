@@ -31,6 +31,13 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def split_commas(value: object) -> object:
+    """`a, b,c` from the environment -> ["a", "b", "c"]; lists pass through."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
 
@@ -76,10 +83,8 @@ class Settings(BaseSettings):
 
     @field_validator("coin_ids", "gemini_candle_intervals", "api_keys", mode="before")
     @classmethod
-    def _split_coin_ids(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+    def _split_lists(cls, value: object) -> object:
+        return split_commas(value)
 
     @field_validator("gemini_candle_intervals")
     @classmethod
