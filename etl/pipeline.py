@@ -83,6 +83,48 @@ def refresh_derived(ctx: RunContext, results: Sequence[SourceResult]) -> None:
                 insert_quality(conn, key, report, run_id=ctx.run_id, now_ms=ctx.now_ms)
 
 
+def begin_run(
+    settings: Settings, engine: Engine, *, trigger: str, run_id: str, show_progress: bool = False
+) -> RunContext:
+    """Migrate if needed and open the run in the ledger (status `running`)."""
+    migrate(engine)
+    now_ms = utc_now_ms()
+    start_run(engine, run_id=run_id, trigger=trigger, now_ms=now_ms)
+    log.info("run started", extra={"trigger": trigger})
+    return RunContext(engine, settings, run_id, AssetRegistry(), now_ms, show_progress)
+
+
+def end_run(
+    ctx: RunContext, results: list[SourceResult], started: float, error: str | None = None
+) -> RunSummary:
+    """Derived tables for what loaded, the run's status, and the ledger's last word.
+
+    `error` is a failure that stopped the run (a database error, a crashed source): the
+    run is `failed` and keeps what the earlier sources did."""
+    if error is None:
+        try:
+            refresh_derived(ctx, results)
+        except Exception as exc:  # the run must be recorded as failed whatever broke
+            log.exception("derived tables failed")
+            error = f"{type(exc).__name__}: {exc}"
+    status = "failed" if error is not None else overall_status(results)
+    if error is None and any(r.errors for r in results):
+        error = "; ".join(e for r in results for e in r.errors)[:2000]
+    summary = RunSummary(
+        run_id=ctx.run_id,
+        status=status,
+        duration_s=round(time.perf_counter() - started, 3),
+        sources={r.name: r.summary() for r in results},
+        error=error,
+    )
+    finish_run(
+        ctx.engine, run_id=ctx.run_id, status=summary.status, sources=summary.sources,
+        error=summary.error, now_ms=utc_now_ms(),
+    )  # fmt: skip
+    log.info("run finished", extra={"status": summary.status, "duration_s": summary.duration_s})
+    return summary
+
+
 def run_pipeline(
     settings: Settings,
     *,
@@ -99,49 +141,22 @@ def run_pipeline(
     started = time.perf_counter()
     try:
         with correlation(run_id):
-            migrate(engine)
-            now_ms = utc_now_ms()
-            start_run(engine, run_id=run_id, trigger=trigger, now_ms=now_ms)
-            ctx = RunContext(engine, settings, run_id, AssetRegistry(), now_ms, show_progress)
-            log.info("run started", extra={"trigger": trigger})
-            summary = _run_sources(ctx, sources, started)
-            finish_run(
-                engine, run_id=run_id, status=summary.status, sources=summary.sources,
-                error=summary.error, now_ms=utc_now_ms(),
-            )  # fmt: skip
-            log.info(
-                "run finished", extra={"status": summary.status, "duration_s": summary.duration_s}
+            ctx = begin_run(
+                settings, engine, trigger=trigger, run_id=run_id, show_progress=show_progress
             )
-            return summary
+            results: list[SourceResult] = []
+            for source in sources:
+                try:
+                    results.append(source.run(ctx))
+                except Exception as exc:  # stop here; the ledger keeps what ran
+                    log.exception("source failed", extra={"source": source.name})
+                    error = f"{type(exc).__name__}: {exc}"
+                    results.append(SourceResult(source.name, status="failed", errors=[error]))
+                    return end_run(ctx, results, started, error=error)
+            return end_run(ctx, results, started)
     finally:
         if own_engine:
             engine.dispose()
-
-
-def _run_sources(ctx: RunContext, sources: Sequence[Source], started: float) -> RunSummary:
-    results: list[SourceResult] = []
-    error: str | None = None
-    current: Source | None = None
-    try:
-        for current in sources:
-            results.append(current.run(ctx))
-        current = None
-        refresh_derived(ctx, results)
-        status = overall_status(results)
-    except Exception as exc:  # the run must be recorded as failed whatever broke
-        log.exception("run failed")
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        if current is not None:  # keep what the earlier sources did; name the one that broke
-            results.append(SourceResult(current.name, status="failed", errors=[error]))
-    if status != "failed" and any(r.errors for r in results):
-        error = "; ".join(e for r in results for e in r.errors)[:2000]
-    return RunSummary(
-        run_id=ctx.run_id,
-        status=status,
-        duration_s=round(time.perf_counter() - started, 3),
-        sources={r.name: r.summary() for r in results},
-        error=error,
-    )
 
 
 def build_sources(args: argparse.Namespace, settings: Settings) -> list[Source]:
