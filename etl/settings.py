@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
+    # Scheduling (scheduler/): a cron expression, or an interval that replaces it.
+    etl_schedule_cron: str = "*/15 * * * *"
+    etl_schedule_interval_seconds: int | None = Field(default=None, ge=60)
+
     log_level: str = "INFO"
     log_json: bool = True
 
