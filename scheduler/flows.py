@@ -8,9 +8,10 @@ the same id is in Prefect's UI, `etl_run` and every log line.
 
 States: `success` completes; `partial` completes with a warning log and a markdown
 artifact; `failed` fails the flow.
-"""
 
-from __future__ import annotations
+(No `from __future__ import annotations` here: Prefect builds the parameter model from the
+real annotations.)
+"""
 
 import time
 from pathlib import Path

@@ -1,0 +1,118 @@
+"""The Prefect flow under one `prefect_test_harness` per session, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prefect.deployments.runner import RunnerDeployment
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import Engine
+
+from etl.pipeline import run_pipeline
+from etl.settings import Settings, get_settings
+from etl.sources.csv_files import CsvSource
+from scheduler.flows import EtlParameters, etl_flow, load_csv, open_run, plan_files
+from scheduler.schedule import schedule_kwargs
+from tests.conftest import FORMATS, REAL
+from tests.helpers import rows, scalar
+
+FILES = [REAL / "coin_Solana.csv", REAL / "BTC-USD.csv", FORMATS / "my_candles.csv"]
+ROWS_SQL = (
+    "SELECT a.symbol, c.source, c.interval, c.open_time, c.close, c.volume FROM candle c "
+    "JOIN asset a ON a.id = c.asset_id ORDER BY a.symbol, c.source, c.interval, c.open_time"
+)
+
+
+@pytest.fixture(scope="session")
+def harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def env_database(database_url: str, monkeypatch: pytest.MonkeyPatch, harness: None) -> str:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("CSV_CHUNK_ROWS", "1000")
+    return database_url
+
+
+def test_flow_loads_the_same_rows_as_the_cli(
+    env_database: str, engine: Engine, tmp_path: Path
+) -> None:
+    state = etl_flow(
+        EtlParameters(csv_paths=[str(p) for p in FILES], live=False), return_state=True
+    )
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["status"] == "success"
+    # the flow run id is the ETL run id: one id in Prefect, the ledger and the logs
+    assert summary["run_id"] == str(state.state_details.flow_run_id)
+    assert (
+        scalar(engine, "SELECT trigger FROM etl_run WHERE id = :id", id=summary["run_id"])
+        == "prefect"
+    )
+    cli_settings = get_settings(database_url=f"sqlite:///{tmp_path / 'cli.db'}", _env_file=None)
+    from etl.db import create_db_engine
+
+    cli_engine = create_db_engine(cli_settings)
+    run_pipeline(cli_settings, sources=[CsvSource(FILES)], engine=cli_engine)
+    assert rows(engine, ROWS_SQL) == rows(cli_engine, ROWS_SQL)
+    assert len(rows(engine, ROWS_SQL)) == 452 + 2422 + 4
+    cli_engine.dispose()
+
+
+def test_a_failing_live_source_completes_the_flow_as_partial(
+    env_database: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMINI_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("GEMINI_RETRIES", "1")
+    state = etl_flow(EtlParameters(csv_paths=[str(REAL / "coin_Solana.csv")]), return_state=True)
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["status"] == "partial"
+    assert summary["sources"]["gemini"]["status"] == "failed"
+    assert scalar(engine, "SELECT status FROM etl_run") == "partial"
+    assert scalar(engine, "SELECT count(*) FROM candle") == 452
+
+
+def test_a_failed_run_fails_the_flow(env_database: str, engine: Engine) -> None:
+    state = etl_flow(
+        EtlParameters(csv_paths=[str(FORMATS / "unknown_layout.csv")], live=False),
+        return_state=True,
+    )
+    assert state.is_failed()
+    assert "RunFailedError" in str(state.message) and "failed" in str(state.message)
+    assert scalar(engine, "SELECT status FROM etl_run") == "failed"
+
+
+def test_dry_run_lists_formats_and_writes_nothing(env_database: str, engine: Engine) -> None:
+    result = etl_flow(EtlParameters(csv_paths=[str(FORMATS)], dry_run=True))
+    formats = {Path(f["file"]).name: f["format"] for f in result["files"]}
+    assert formats["bitcoin_price.csv"] == "kaggle_price_2018"
+    assert formats["unknown_layout.csv"] == "unrecognised"
+    assert scalar(engine, "SELECT count(*) FROM etl_run") == 0
+
+
+def test_tasks_run_as_plain_functions(settings: Settings, engine: Engine) -> None:
+    plan = plan_files.fn([REAL / "coin_Solana.csv"])
+    assert plan == [{"file": str(REAL / "coin_Solana.csv"), "format": "kaggle_coin_2021"}]
+    ctx = open_run.fn(settings, engine, "run-fn-test")
+    result = load_csv.fn(ctx, [REAL / "coin_Solana.csv"])
+    assert (result.status, result.inserted) == ("success", 452)
+    assert scalar(engine, "SELECT status FROM etl_run WHERE id = 'run-fn-test'") == "running"
+
+
+def test_schedule_comes_from_settings() -> None:
+    default = get_settings(_env_file=None)
+    assert schedule_kwargs(default) == {"cron": "*/15 * * * *"}
+    hourly = get_settings(etl_schedule_cron="0 * * * *", _env_file=None)
+    assert schedule_kwargs(hourly) == {"cron": "0 * * * *"}
+    every_5 = get_settings(etl_schedule_interval_seconds=300, _env_file=None)
+    assert schedule_kwargs(every_5) == {"interval": timedelta(seconds=300)}
+    deployment = etl_flow.to_deployment(name="t", **schedule_kwargs(hourly))
+    assert isinstance(deployment, RunnerDeployment)  # synchronous here, not a coroutine
+    assert deployment.schedules is not None
+    assert deployment.schedules[0].schedule.cron == "0 * * * *"  # type: ignore[union-attr]
