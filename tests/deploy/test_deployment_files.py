@@ -1,0 +1,161 @@
+"""The deployment files checked as data (no Docker engine runs here): compose services,
+Dockerfiles, the Kubernetes manifest and .env.example against the settings and the app.
+`hadolint` (PyPI) and `docker-compose config` (Debian) lint them too where installed;
+in CI both are installed, so those checks fail rather than skip there."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.routing import APIRoute
+
+from api.main import create_app
+from api.settings import ApiSettings, get_api_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTING_NAMES = {name.upper() for name in ApiSettings.model_fields}
+# Read by other programs than our settings: Prefect's client, Postgres' image, the serve CLI.
+FOREIGN = {"PREFECT_API_URL", "API_HOST", "API_PORT"}
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def dockerfile(name: str) -> list[str]:
+    text = (ROOT / name).read_text().replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def k8s() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((ROOT / "k8s" / "crypto-etl.yaml").read_text()) if d]
+
+
+def test_compose_has_every_service_with_real_builds_and_healthchecks() -> None:
+    services = compose()["services"]
+    assert set(services) == {"postgres", "redis", "prefect-server", "api", "etl-worker"}
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        if "build" in service:
+            assert (ROOT / service["build"]["dockerfile"]).exists(), name
+        if "image" in service:
+            assert re.search(r":\d", service["image"]), f"{name}: pin the image version"
+    for name in ("postgres", "redis", "prefect-server"):
+        assert services[name]["healthcheck"]["test"], name
+    assert "pg_isready" in str(services["postgres"]["healthcheck"]["test"])
+    assert services["postgres"]["volumes"][0].startswith("pgdata:")
+    assert services["api"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["etl-worker"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    assert "alembic upgrade head" in " ".join(services["api"]["command"])
+
+
+def test_compose_environment_uses_only_real_settings_and_sets_the_required_ones() -> None:
+    services = compose()["services"]
+    for name in ("api", "etl-worker"):
+        env = services[name]["environment"]
+        unknown = set(env) - SETTING_NAMES - FOREIGN
+        assert not unknown, f"{name} sets variables no setting reads: {unknown}"
+        assert "@postgres:5432/" in env["DATABASE_URL"]
+    assert services["api"]["environment"]["RATE_LIMIT_STORAGE_URI"].startswith("redis://redis:")
+    assert "API_KEYS" in services["api"]["environment"]
+    assert services["etl-worker"]["environment"]["PREFECT_API_URL"].startswith(
+        "http://prefect-server:"
+    )
+    assert services["api"]["ports"] == ["8000:8000"]
+
+
+@pytest.mark.parametrize(
+    ("name", "module"), [("Dockerfile.api", "api.main"), ("Dockerfile.etl", "scheduler.serve")]
+)
+def test_dockerfiles_are_pinned_non_root_healthchecked_and_start_real_modules(
+    name: str, module: str
+) -> None:
+    lines = dockerfile(name)
+    bases = [line.split()[1] for line in lines if line.startswith("FROM")]
+    assert len(bases) == 2 and all(re.search(r":\d+\.\d+\.\d+-slim", b) for b in bases)
+    users = [line.split()[1] for line in lines if line.startswith("USER")]
+    assert users and users[-1] not in ("root", "0")
+    assert any(line.startswith("HEALTHCHECK") for line in lines)
+    assert not any(re.search(r"(API_KEY|PASSWORD|SECRET)=", line) for line in lines)
+    cmd = next(line for line in lines if line.startswith("CMD"))
+    assert module.split(".")[0] in cmd
+    importlib.import_module(module)
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", "data", ".env"} <= ignored
+
+
+def test_kubernetes_manifest_probes_real_routes_and_uses_real_settings() -> None:
+    docs = k8s()
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("Deployment", "crypto-api") in kinds and ("Service", "crypto-api") in kinds
+    assert ("Deployment", "crypto-etl-worker") in kinds and (
+        "ConfigMap",
+        "crypto-etl-config",
+    ) in kinds
+    app = create_app(get_api_settings(_env_file=None))
+    routes = {r.path for r in app.routes if isinstance(r, APIRoute)}
+    api = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "crypto-api"
+    )
+    assert api["spec"]["replicas"] == 2
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] in routes
+    assert container["readinessProbe"]["httpGet"]["path"] in routes
+    assert container["ports"][0]["containerPort"] == container["livenessProbe"]["httpGet"]["port"]
+    assert {"requests", "limits"} <= container["resources"].keys()
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert set(secret["stringData"]) <= SETTING_NAMES
+    assert set(config["data"]) <= SETTING_NAMES | FOREIGN
+    assert config["data"]["RATE_LIMIT_STORAGE_URI"].startswith("redis://")
+    names = {d["metadata"]["name"] for d in docs}
+    for doc in docs:
+        for ref in re.findall(r"'(?:configMapRef|secretRef)': \{'name': '([^']+)'", str(doc)):
+            assert ref in names
+
+
+def test_env_example_documents_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+    assert not documented - SETTING_NAMES - FOREIGN, documented - SETTING_NAMES - FOREIGN
+    assert not SETTING_NAMES - documented, f"undocumented: {SETTING_NAMES - documented}"
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed (CI installs it)")
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def test_hadolint_finds_nothing() -> None:
+    done = subprocess.run(
+        [_tool("hadolint"), "Dockerfile.api", "Dockerfile.etl"], cwd=ROOT,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    env = {**os.environ, "POSTGRES_PASSWORD": "x", "API_KEYS": "y"}
+    done = subprocess.run(
+        [_tool("docker-compose"), "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT,
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
