@@ -97,10 +97,6 @@ class AssetRegistry:
         for alias in (coin.base, coin.coin_id, coin.name):
             self._by_alias.setdefault(_squash(alias), coin)
 
-    def coin_for_base(self, base: str) -> Coin:
-        base = base.upper()
-        return self._by_base.get(base) or Coin(base, base, base.lower())
-
     def resolve(self, text: str, *, strict: bool = True) -> AssetRef | None:
         """Resolve an alias; `strict=False` returns None instead of raising.
 

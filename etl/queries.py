@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import BigInteger, Connection, Select, case, func, select, type_coerce
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from etl.intervals import interval_ms
-from etl.models import Candle, EtlRun, Ticker
+from etl.models import Candle, Ticker
 from etl.sources.base import SeriesKey
 from etl.transform.metrics import HISTORY_BARS
 
@@ -121,7 +120,3 @@ def latest_spread(conn: Connection, asset_id: int, source: str) -> float | None:
     if row is None or row.bid is None or row.ask is None:
         return None
     return float(row.ask - row.bid)
-
-
-def get_run(session: Session, run_id: str) -> EtlRun | None:
-    return session.get(EtlRun, run_id)

@@ -18,8 +18,7 @@ from etl.assets import AssetRegistry
 from etl.errors import UnknownAssetError
 from etl.intervals import INTERVAL_MS
 from etl.models import Asset, Candle, EtlRun, Metric, QualityReport, Ticker, to_epoch_ms
-
-RAW_TIME = type_coerce(Candle.open_time, BigInteger)
+from etl.queries import RAW_OPEN_TIME
 
 
 def _plain(row: Any) -> dict[str, Any]:
@@ -128,7 +127,7 @@ def series_coverage(conn: Connection, asset_id: int) -> list[dict[str, Any]]:
     coverage = []
     for source, interval in series:
         first, last, bars = conn.execute(
-            select(func.min(RAW_TIME), func.max(RAW_TIME), func.count()).where(
+            select(func.min(RAW_OPEN_TIME), func.max(RAW_OPEN_TIME), func.count()).where(
                 Candle.asset_id == asset_id, Candle.source == source, Candle.interval == interval
             )
         ).one()

@@ -17,9 +17,8 @@ from sqlalchemy import BigInteger, Connection, func, literal, select, type_coerc
 
 from etl.intervals import DAY_MS, INTERVAL_MS
 from etl.models import Candle, Metric
-from etl.queries import fetch_tuples
+from etl.queries import RAW_OPEN_TIME, fetch_tuples
 
-RAW_TIME = type_coerce(Candle.open_time, BigInteger)
 WEEK_ANCHOR_MS = 4 * DAY_MS  # 1970-01-05, a Monday
 VALUES = (Candle.open, Candle.high, Candle.low, Candle.close, Candle.volume, Candle.volume_quote)
 
@@ -63,11 +62,12 @@ def candle_page(
     tells the caller there is a next page)."""
     where = (
         Candle.asset_id == asset_id, Candle.source == source, Candle.interval == stored,
-        RAW_TIME.between(start_ms, end_ms - 1),
+        RAW_OPEN_TIME.between(start_ms, end_ms - 1),
     )  # fmt: skip
     if stored == interval:
         rows = fetch_tuples(
-            conn, select(RAW_TIME, *VALUES).where(*where).order_by(RAW_TIME).limit(limit + 1)
+            conn,
+            select(RAW_OPEN_TIME, *VALUES).where(*where).order_by(RAW_OPEN_TIME).limit(limit + 1),
         )
         step = INTERVAL_MS[interval]
         return [_bar(t, step, o, h, lo, c, v, vq, 1) for t, o, h, lo, c, v, vq in rows]
@@ -78,10 +78,10 @@ def _resampled(
     conn: Connection, where: tuple[Any, ...], interval: str, limit: int
 ) -> list[dict[str, Any]]:
     step, anchor = INTERVAL_MS[interval], anchor_for(interval)
-    bucket = ((RAW_TIME - literal(anchor, BigInteger)) // literal(step, BigInteger)).label("b")
+    bucket = ((RAW_OPEN_TIME - literal(anchor, BigInteger)) // literal(step, BigInteger)).label("b")
     groups = conn.execute(
         select(
-            bucket, func.min(RAW_TIME), func.max(RAW_TIME), func.max(Candle.high),
+            bucket, func.min(RAW_OPEN_TIME), func.max(RAW_OPEN_TIME), func.max(Candle.high),
             func.min(Candle.low), func.sum(Candle.volume), func.sum(Candle.volume_quote),
             func.count(),
         )
@@ -96,7 +96,10 @@ def _resampled(
     prices = {
         int(t): (o, c)
         for t, o, c in conn.execute(
-            select(RAW_TIME, Candle.open, Candle.close).where(*where, RAW_TIME.in_(sorted(edges)))
+            select(RAW_OPEN_TIME, Candle.open, Candle.close).where(
+                *where,
+                RAW_OPEN_TIME.in_(sorted(edges)),
+            )
         ).all()
     }
     return [

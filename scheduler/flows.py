@@ -29,7 +29,7 @@ from etl.extract.csv_reader import sniff
 from etl.log import correlation
 from etl.pipeline import RunSummary, begin_run, end_run
 from etl.settings import Settings, get_settings
-from etl.sources.base import RunContext, Source, SourceResult
+from etl.sources.base import RunContext, SourceResult
 from etl.sources.csv_files import CsvSource, discover
 from etl.sources.gemini import GeminiSource
 
@@ -150,11 +150,3 @@ def _report(summary: RunSummary) -> None:
         create_markdown_artifact(
             key="etl-partial", markdown=markdown, description="a source failed; the others loaded"
         )
-
-
-def sources_for(params: EtlParameters, settings: Settings) -> list[Source]:
-    """The same sources the CLI builds, for callers that run without Prefect."""
-    sources: list[Source] = [CsvSource(csv_paths(params, settings))]
-    if params.live:
-        sources.append(GeminiSource())
-    return sources
