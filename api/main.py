@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import install_error_handlers, problem_response
 from api.middleware import RequestContextMiddleware, RequestMetrics
-from api.rate_limit import RouteLimits, build_limiter
+from api.rate_limit import AuthFailureLimit, RouteLimits, build_limiter
 from api.responses import HotCache
 from api.routes import candles, health, prices, prometheus, quality_runs, symbols
 from api.routes.health import VERSION
@@ -101,6 +101,7 @@ def create_app(
     limiter = build_limiter(settings)
     app.state.limiter = limiter
     limits = RouteLimits.build(limiter, settings)
+    app.state.auth_failures = AuthFailureLimit(limiter, settings)
 
     keyed = [Depends(require_api_key)]
     app.include_router(health.build_probes(limits))

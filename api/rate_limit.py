@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from limits import parse
 from slowapi import Limiter
 from starlette.requests import Request
 
+from api.errors import Problem
 from api.settings import ApiSettings
 
 EMPTY_CONFIG = Path(__file__).with_name("slowapi.env")
@@ -52,6 +54,25 @@ def build_limiter(settings: ApiSettings) -> Limiter:
         key_prefix=settings.rate_limit_key_prefix,
         config_filename=str(EMPTY_CONFIG),  # slowapi must not read our .env itself
     )
+
+
+class AuthFailureLimit:
+    """Wrong keys per client address (`RATE_LIMIT_AUTH_FAILURES`), in the limiter's own
+    storage: past the limit, guessing gets a 429 instead of another 401."""
+
+    def __init__(self, limiter: Limiter, settings: ApiSettings) -> None:
+        self.strategy = limiter.limiter
+        self.item = parse(settings.rate_limit_auth_failures)
+        self.prefix = settings.rate_limit_key_prefix
+        self.trusted = settings.trusted_proxies
+
+    def record(self, request: Request) -> None:
+        address = client_address(request, self.trusted)
+        if not self.strategy.hit(self.item, self.prefix, "auth-failures", address):
+            raise Problem(
+                429, "too_many_auth_failures", "too many requests with a wrong API key",
+                headers={"Retry-After": str(self.item.get_expiry())},
+            )  # fmt: skip
 
 
 @dataclass(frozen=True)

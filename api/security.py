@@ -38,6 +38,7 @@ async def require_api_key(
     for digest in digests:  # no early exit: the time does not depend on which key matched
         matched |= hmac.compare_digest(presented, digest)
     if not matched:
+        request.app.state.auth_failures.record(request)
         raise Problem(401, "invalid_api_key", "the API key is not valid", headers=challenge)
     request.state.key_fingerprint = presented.hex()[:12]
     return request.state.key_fingerprint  # type: ignore[no-any-return]

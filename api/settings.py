@@ -28,6 +28,7 @@ class ApiSettings(Settings):
     rate_limit_default: str = "120/minute"
     rate_limit_candles: str = "60/minute"
     rate_limit_probes: str = "600/minute"
+    rate_limit_auth_failures: str = "20/minute"  # wrong keys per client address
     rate_limit_storage_uri: str = "memory://"
     rate_limit_key_prefix: str = "crypto-api"
     # fixed-window: O(1) per request in memory and Redis. moving-window is exact, but its

@@ -87,3 +87,16 @@ def test_two_app_instances_share_one_limit_in_redis(api_database: str) -> None:
         refused = second.get("/api/crypto/runs")
         assert refused.status_code == 429
         assert refused.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_key_guessing_is_limited_per_address(api_database: str) -> None:
+    with limited_client(api_database, rate_limit_auth_failures="3/minute") as client:
+        answers = [
+            client.get("/api/crypto/runs", headers={"X-API-Key": f"guess-{i}"}).status_code
+            for i in range(5)
+        ]
+        assert answers == [401, 401, 401, 429, 429]
+        blocked = client.get("/api/crypto/runs", headers={"X-API-Key": "guess-9"})
+        assert problem(blocked)["code"] == "too_many_auth_failures"
+        assert int(blocked.headers["Retry-After"]) == 60
+        assert client.get("/api/crypto/runs").status_code == 200  # the right key still works
