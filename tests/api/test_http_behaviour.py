@@ -125,3 +125,22 @@ def test_hot_cache_renders_once_for_concurrent_misses() -> None:
 
     assert asyncio.run(burst()) == [b"body"] * 20
     assert len(calls) == 1
+
+
+def test_metrics_can_be_made_public(api_database: str) -> None:
+    with TestClient(create_app(api_settings(api_database, metrics_public=True))) as client:
+        assert client.get("/metrics").status_code == 200
+        assert client.get("/api/crypto/runs").status_code == 401  # only /metrics opened
+    with TestClient(create_app(api_settings(api_database))) as client:
+        assert client.get("/metrics").status_code == 401
+
+
+def test_cors_is_off_by_default_and_configurable(api_database: str) -> None:
+    preflight = {"Origin": "https://dash.example.com", "Access-Control-Request-Method": "GET"}
+    with TestClient(create_app(api_settings(api_database))) as client:
+        answer = client.options("/api/crypto/latest", headers=preflight)
+        assert "access-control-allow-origin" not in answer.headers
+    settings = api_settings(api_database, cors_origins="https://dash.example.com")
+    with TestClient(create_app(settings)) as client:
+        answer = client.options("/api/crypto/latest", headers=preflight)
+        assert answer.headers["access-control-allow-origin"] == "https://dash.example.com"
