@@ -33,6 +33,8 @@ from etl.settings import get_settings  # noqa: E402
 from etl.sources.csv_files import CsvSource  # noqa: E402
 
 KEY = "bench-key-0123456789abcdefghij"
+# Extra server settings for an experiment, e.g. BENCH_API_ENV="RATE_LIMIT_STORAGE_URI=redis://127.0.0.1:6379/0"
+EXTRA_ENV = dict(item.split("=", 1) for item in os.environ.get("BENCH_API_ENV", "").split() if item)
 ROUTES = {
     "/health/live (bare floor)": "/health/live",
     "/api/crypto/latest": "/api/crypto/latest",
@@ -64,7 +66,7 @@ def serve(database_url: str, workers: int, port: int) -> subprocess.Popen[bytes]
         **os.environ, "DATABASE_URL": database_url, "API_KEY": KEY, "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_DEFAULT": "100000000/minute", "RATE_LIMIT_CANDLES": "100000000/minute",
         "RATE_LIMIT_PROBES": "100000000/minute", "DB_POOL_SIZE": "40",
-        "GEMINI_BASE_URL": "http://127.0.0.1:9",
+        "GEMINI_BASE_URL": "http://127.0.0.1:9", **EXTRA_ENV,
     }  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host",
