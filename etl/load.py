@@ -160,14 +160,20 @@ class CandleWriter:
         self._pending: Future[None] | None = None
         self._copier: ThreadPoolExecutor | None = None
         if self._sqlite:
-            self._rows_before = self._row_count()
             self._changes_before = self._dbapi().total_changes
+            self._series_before: dict[int, int] = {}  # bars per touched series, before
 
     def _dbapi(self) -> Any:
         return self.conn.connection.dbapi_connection
 
-    def _row_count(self) -> int:
-        return int(self.conn.execute(select(func.count()).select_from(Candle)).scalar_one())
+    def _series_count(self, asset_id: int) -> int:
+        """Bars of one series (a range of the key index, not a scan of the table)."""
+        query = select(func.count()).where(
+            Candle.asset_id == asset_id,
+            Candle.source == self.source,
+            Candle.interval == self.interval,
+        )
+        return int(self.conn.execute(query).scalar_one())
 
     def wait(self) -> None:
         """Block until the COPY in flight (if any) is done; raises its error."""
@@ -266,6 +272,9 @@ class CandleWriter:
         self._pending = self._copier.submit(_copy_in, raw, sql, data)
 
     def _add_sqlite(self, frame: pd.DataFrame) -> None:
+        for asset_id in frame["asset_id"].unique():  # first sight: before any row is written
+            if int(asset_id) not in self._series_before:
+                self._series_before[int(asset_id)] = self._series_count(int(asset_id))
         open_time = frame["open_time"].to_numpy(np.int64)
         columns = [
             frame["asset_id"].to_numpy(np.int64).tolist(),
@@ -287,7 +296,10 @@ class CandleWriter:
         """Apply the staged rows; returns inserted / updated / unchanged counts."""
         if self._sqlite:
             changed = self._dbapi().total_changes - self._changes_before
-            self.counts.inserted = self._row_count() - self._rows_before
+            self.counts.inserted = sum(
+                self._series_count(asset_id) - before
+                for asset_id, before in self._series_before.items()
+            )
             self.counts.updated = changed - self.counts.inserted
             return self.counts
         self.wait()
