@@ -12,12 +12,14 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from cachetools import TTLCache
 from fastapi import Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from etl.intervals import INTERVAL_MS
 from etl.models import from_epoch_ms
 
 
@@ -27,6 +29,15 @@ def utc(ms: int) -> datetime:
 
 def age_seconds(ms: int) -> float:
     return max(0.0, (datetime.now(UTC) - from_epoch_ms(ms)).total_seconds())
+
+
+def freshness(metric: dict[str, Any], stale_after_intervals: float) -> tuple[int, float, bool]:
+    """(close time ms, age s, stale) of a series' newest bar, from its metric row: stale
+    once older than `stale_after_intervals` bar intervals."""
+    step = INTERVAL_MS[metric["interval"]]
+    close_ms = int(metric["as_of"]) + step
+    age = age_seconds(close_ms)
+    return close_ms, age, age > stale_after_intervals * step / 1000
 
 
 def body_of(model: BaseModel) -> bytes:

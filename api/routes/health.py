@@ -10,10 +10,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.errors import Problem
 from api.rate_limit import RouteLimits
-from api.responses import age_seconds, body_of, respond, utc
+from api.responses import age_seconds, body_of, freshness, respond, utc
 from api.schemas import Freshness, Health, Link, Live, Root, RunBrief
 from etl.db import current_revision, head_revision
-from etl.intervals import INTERVAL_MS
 from etl.read import latest_metrics, list_assets, list_runs, schema_ok
 
 VERSION = "0.1.0"
@@ -56,12 +55,10 @@ def _freshness(request: Request) -> list[Freshness]:
     with request.app.state.engine.connect() as conn:
         for asset in list_assets(conn):
             for m in latest_metrics(conn, asset.id)[:1]:
-                step = INTERVAL_MS[m["interval"]]
-                age = age_seconds(int(m["as_of"]) + step)
+                close_ms, age, stale = freshness(m, stale_after)
                 out.append(
                     Freshness(symbol=asset.symbol, source=m["source"], interval=m["interval"],
-                              as_of=utc(int(m["as_of"]) + step), age_seconds=round(age, 1),
-                              stale=age > stale_after * step / 1000)
+                              as_of=utc(close_ms), age_seconds=round(age, 1), stale=stale)
                 )  # fmt: skip
     return out
 

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from api.rate_limit import RouteLimits
-from api.responses import age_seconds, body_of, respond, utc
+from api.responses import age_seconds, body_of, freshness, respond, utc
 from api.routes.common import SymbolsQuery, selected_assets
 from api.schemas import Latest, LatestList, MetricList, MetricOut
 from etl.intervals import INTERVAL_MS
@@ -15,8 +15,7 @@ from etl.read import latest_metrics, latest_ticker
 def _latest(
     symbol: str, best: dict[str, Any], ticker: dict[str, Any] | None, stale_after: float
 ) -> Latest:
-    step_ms = INTERVAL_MS[best["interval"]]
-    bar_close = int(best["as_of"]) + step_ms
+    bar_close, _, _ = freshness(best, stale_after)
     if ticker is not None and int(ticker["observed_at"]) >= bar_close:
         price, as_of, source, interval = (
             float(ticker["last"]),
@@ -36,6 +35,7 @@ def _latest(
     bid = ticker["bid"] if ticker else None
     ask = ticker["ask"] if ticker else None
     age = age_seconds(as_of)
+    step_ms = INTERVAL_MS[best["interval"]]
     return Latest(
         symbol=symbol, price=price, bid=bid, ask=ask,
         spread=ask - bid if ask is not None and bid is not None else None,
@@ -57,15 +57,17 @@ def latest_rows(request: Request, symbols: str | None) -> bytes:
     return body_of(LatestList(data=out))
 
 
+def metric_out(symbol: str, row: dict[str, Any]) -> MetricOut:
+    return MetricOut(symbol=symbol, **{**row, "as_of": utc(int(row["as_of"]))})
+
+
 def metric_rows(request: Request, symbols: str | None) -> bytes:
     with request.app.state.engine.connect() as conn:
         out = []
         for asset in selected_assets(conn, symbols):
             metrics = latest_metrics(conn, asset.id)
             if metrics:
-                best = dict(metrics[0])
-                best["as_of"] = utc(int(best["as_of"]))
-                out.append(MetricOut(symbol=asset.symbol, **best))
+                out.append(metric_out(asset.symbol, metrics[0]))
     return body_of(MetricList(data=out))
 
 

@@ -12,8 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.rate_limit import RouteLimits
-from api.responses import age_seconds
-from etl.intervals import INTERVAL_MS
+from api.responses import freshness
 from etl.read import latest_metrics, list_assets, list_runs
 
 
@@ -51,10 +50,8 @@ class LedgerCollector(Collector):
                     failed.add_metric([run["status"]], 1.0 if run["status"] == "failed" else 0.0)
                 for asset in list_assets(conn):
                     for m in latest_metrics(conn, asset.id):
-                        close_ms = int(m["as_of"]) + INTERVAL_MS[m["interval"]]
-                        data_age.add_metric(
-                            [asset.symbol, m["source"], m["interval"]], age_seconds(close_ms)
-                        )
+                        _, age, _ = freshness(m, stale_after_intervals=0)
+                        data_age.add_metric([asset.symbol, m["source"], m["interval"]], age)
         except SQLAlchemyError:
             pass
         yield from (rows, duration, failed, data_age)

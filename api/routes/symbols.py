@@ -8,11 +8,11 @@ from sqlalchemy import Connection
 from api.rate_limit import RouteLimits
 from api.responses import body_of, respond, utc
 from api.routes.common import SymbolPath
+from api.routes.prices import metric_out
 from api.schemas import (
     Coverage,
     GeminiSymbolOut,
     GeminiSymbols,
-    MetricOut,
     QualityOut,
     SymbolDetail,
     SymbolList,
@@ -49,10 +49,6 @@ def quality_out(row: dict[str, Any]) -> QualityOut:
     values = {k: v for k, v in row.items() if k in QualityOut.model_fields}
     values["computed_at"] = utc(int(row["computed_at"]))
     return QualityOut(**values)
-
-
-def metric_out(symbol: str, row: dict[str, Any]) -> MetricOut:
-    return MetricOut(symbol=symbol, **{**row, "as_of": utc(int(row["as_of"]))})
 
 
 def build(limits: RouteLimits) -> APIRouter:
