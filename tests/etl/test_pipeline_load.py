@@ -109,9 +109,8 @@ def test_every_fixture_layout_loads(settings: Settings, engine: Engine) -> None:
     # (crypto_yfinance_multi, rounded values) updates them
     assert (csv["inserted"], csv["updated"]) == (csv["read"] - 2 - 2, 2)
     nan_minutes = rows(engine, "SELECT line, reason FROM rejected_row ORDER BY line")
-    assert nan_minutes == [(3, "missing_ohlc: open,high,low,close")] * 1 + [
-        (4, "missing_ohlc: open,high,low,close")
-    ]
+    reason = "missing_ohlc: open,high,low,close"
+    assert nan_minutes == [(3, reason), (4, reason)]
 
 
 def test_rerun_with_same_files_changes_nothing(settings: Settings, engine: Engine) -> None:
