@@ -18,7 +18,7 @@ install: $(STAMP)
 # serve the API on :8000 (a random local key is generated into .env on first run).
 run: install
 	$(PY) -m etl.pipeline
-	$(PY) -m api.serve
+	$(PY) -m api.serve --local
 
 etl: run
 

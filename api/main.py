@@ -10,6 +10,7 @@ by default; only the probes (`/health/live`, `/health/ready`), and `/metrics` wh
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -79,7 +80,13 @@ def create_app(
         app.state.registry.register(prometheus.LedgerCollector(engine))
         if not app.state.key_digests:
             log.warning("no API key configured: every keyed route answers 401 (set API_KEY)")
+        # Everything alive now (modules, pandas, SQLAlchemy, pydantic) lives as long as the
+        # process: moving it out of the collector's view turns the ~80 ms full collections
+        # measured under load into sub-millisecond ones.
+        gc.collect()
+        gc.freeze()
         yield
+        gc.unfreeze()
         if gemini is None:
             client.close()
         engine.dispose()
@@ -96,7 +103,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.key_digests = settings.key_digests()
-    app.state.hot_cache = HotCache(settings.cache_ttl_seconds)
+    app.state.hot_cache = HotCache(settings.cache_ttl_seconds, settings.cache_stale_seconds)
     app.state.registry = CollectorRegistry()
     limiter = build_limiter(settings)
     app.state.limiter = limiter

@@ -1,17 +1,17 @@
 """Request ids, JSON access logs and Prometheus request metrics, as one ASGI middleware.
 
 `X-Request-ID` is taken from the client when it is a sane token (1-64 of
-`A-Za-z0-9._-`), generated otherwise, set on the response and bound to every log line of
-the request. The access log line has method, route template, status, duration and the
-caller's key fingerprint (never the key).
+`A-Za-z0-9._-`), generated otherwise (128 random bits as hex: an id, not a secret), set on
+the response and bound to every log line of the request. The access log line has method,
+route template, status, duration and the caller's key fingerprint (never the key).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
-import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -47,7 +47,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         given = _header(scope, b"x-request-id")
-        request_id = given if given and _SANE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given and _SANE_ID.match(given) else _new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -84,6 +84,10 @@ class RequestContextMiddleware:
                 "key": state.get("key_fingerprint"),
             },
         )  # fmt: skip
+
+
+def _new_id() -> str:
+    return f"{random.getrandbits(128):032x}"  # noqa: S311 - an id, not a secret
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from cachetools import TTLCache
+from cachetools import LRUCache
 from fastapi import Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from etl.intervals import INTERVAL_MS
 from etl.models import from_epoch_ms
+
+log = logging.getLogger("api.cache")
 
 
 def utc(ms: int) -> datetime:
@@ -44,8 +50,18 @@ def body_of(model: BaseModel) -> bytes:
     return model.model_dump_json().encode()
 
 
+def etag_of(body: bytes) -> str:
+    return 'W/"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+
+
+# Hot-cache bodies come back as the very same bytes object on every hit: memoising their
+# ETag hashes each once (a bytes object keeps its hash; the lookup finds it by identity).
+# Small bodies only, so the memo never pins a large candle page.
+_memo_etag = lru_cache(maxsize=64)(etag_of)
+
+
 def respond(request: Request, body: bytes, *, max_age: int) -> Response:
-    etag = 'W/"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    etag = _memo_etag(body) if len(body) <= 65536 else etag_of(body)
     headers = {"ETag": etag, "Cache-Control": f"private, max-age={max_age}"}
     wanted = request.headers.get("if-none-match", "")
     if etag in (tag.strip() for tag in wanted.split(",")):
@@ -53,26 +69,68 @@ def respond(request: Request, body: bytes, *, max_age: int) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-class HotCache:
-    """Rendered bodies for `ttl_seconds`. Single-flight: when an entry expires under load,
-    one request renders it and the others wait for that render instead of all querying."""
+@dataclass(slots=True)
+class _Entry:
+    body: bytes
+    rendered_at: float
+    refresh_at: float  # when the next background refresh may start
 
-    def __init__(self, ttl_seconds: float) -> None:
-        self._cache: TTLCache[str, bytes] = TTLCache(maxsize=4096, ttl=ttl_seconds)
-        self._locks: dict[str, asyncio.Lock] = {}
+
+class HotCache:
+    """Rendered bodies of hot reads, refreshed behind the request path.
+
+    Fresh for `ttl_seconds`. After that an entry is still served, for at most
+    `stale_seconds` more, while one background task re-renders it: a request never waits
+    for the database once a body exists, so an expiry under load is not a latency spike.
+    A failed refresh is logged and retried after another `ttl_seconds`, not per request.
+    A miss (or an entry past `stale_seconds`, e.g. because refreshes keep failing) renders
+    in the request, single-flight: one render, every waiter gets its body or its error.
+    A cache, not shared state: each replica fills its own, and nothing depends on it for
+    correctness."""
+
+    def __init__(self, ttl_seconds: float, stale_seconds: float = 0.0) -> None:
+        self.ttl, self.stale = ttl_seconds, stale_seconds
         self.enabled = ttl_seconds > 0
+        self._entries: LRUCache[str, _Entry] = LRUCache(maxsize=4096)
+        self._rendering: dict[str, asyncio.Task[bytes]] = {}  # misses being rendered
+        self._refreshing: dict[str, asyncio.Task[bytes]] = {}  # stale entries, behind
 
     async def body(self, key: str, render: Callable[[], bytes]) -> bytes:
         """The cached body, or `render()` run in the thread pool (it queries the DB)."""
         if not self.enabled:
             return await run_in_threadpool(render)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            cached = self._cache.get(key)
-            if cached is None:
-                cached = await run_in_threadpool(render)
-                self._cache[key] = cached
-        return cached
+        entry = self._entries.get(key)
+        now = time.monotonic()
+        if entry is not None and now - entry.rendered_at < self.ttl + self.stale:
+            if now >= entry.refresh_at and key not in self._refreshing:
+                entry.refresh_at = now + self.ttl  # the next try, should this one fail
+                self._start(key, render, self._refreshing)
+            return entry.body
+        # Single flight: waiters share the one render's task, so they all wake together
+        # when it is done (a lock would hand over one waiter per loop iteration).
+        task = self._rendering.get(key) or self._start(key, render, self._rendering)
+        return await asyncio.shield(task)
+
+    def _start(
+        self, key: str, render: Callable[[], bytes], flights: dict[str, asyncio.Task[bytes]]
+    ) -> asyncio.Task[bytes]:
+        async def run() -> bytes:
+            try:
+                body = await run_in_threadpool(render)
+                now = time.monotonic()
+                self._entries[key] = _Entry(body, now, now + self.ttl)
+                return body
+            finally:
+                del flights[key]
+
+        task = asyncio.create_task(run())
+        flights[key] = task
+        task.add_done_callback(lambda done: _log_failure(key, done))
+        return task
+
+
+def _log_failure(key: str, task: asyncio.Task[bytes]) -> None:
+    """A failed render: its waiters got the error; a background refresh's only trace is
+    this line, and the stale body stays until it ages out (a miss then reports it)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("rendering the cached %s failed", key, exc_info=task.exception())

@@ -34,9 +34,17 @@ class ApiSettings(Settings):
     # fixed-window: O(1) per request in memory and Redis. moving-window is exact, but its
     # in-memory storage keeps one entry per hit (slow under high limits).
     rate_limit_strategy: Literal["fixed-window", "moving-window"] = "fixed-window"
+    # Where `python -m api.serve` listens, and how many worker processes it starts.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64)
+    # asyncio: fair to new connections under load; uvloop: ~10% more requests/s but a
+    # newcomer may wait hundreds of ms when the server is saturated (see api/serve.py).
+    api_event_loop: Literal["asyncio", "uvloop"] = "asyncio"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     stale_after_intervals: float = Field(default=3.0, gt=0)
     cache_ttl_seconds: float = Field(default=5.0, ge=0)
+    cache_stale_seconds: float = Field(default=30.0, ge=0)
     cache_max_age_seconds: int = Field(default=60, ge=0)
     cursor_secret: str = ""  # signs pagination cursors; derived from the keys when empty
 

@@ -3,10 +3,11 @@
     python bench/api_load.py [--seconds 10] [--workers 1 2] [--database-url URL]
 
 Builds a database (SQLite by default) with the real sample from data/raw plus 1,000,000
-synthetic minute bars (bench/etl_load.py's generator), starts uvicorn with 1 and then 2
-workers (auth and rate limiting on, limits set high, request logs at WARNING), and drives
-each route with wrk (64 connections, 2 threads), printing requests/s, p50 and p99 latency
-and the ratio to `/health/live` measured in the same run.
+synthetic minute bars (bench/etl_load.py's generator), serves it the way it is deployed
+(`python -m api.serve`, 1 and then 2 workers; auth and rate limiting on, limits set
+high, request logs at WARNING), and drives each route with wrk (64 connections, 2 threads)
+after a warm-up, printing requests/s, p50 and p99 latency and the ratio to `/health/live`
+measured in the same run.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from etl.settings import get_settings  # noqa: E402
 from etl.sources.csv_files import CsvSource  # noqa: E402
 
 KEY = "bench-key-0123456789abcdefghij"
-# Extra server settings for an experiment, e.g. BENCH_API_ENV="RATE_LIMIT_STORAGE_URI=redis://127.0.0.1:6379/0"
+# Extra server settings for an experiment, e.g. BENCH_API_ENV="API_EVENT_LOOP=uvloop" or
+# BENCH_API_ENV="RATE_LIMIT_STORAGE_URI=redis://127.0.0.1:6379/0"
 EXTRA_ENV = dict(item.split("=", 1) for item in os.environ.get("BENCH_API_ENV", "").split() if item)
 ROUTES = {
     "/health/live (bare floor)": "/health/live",
@@ -62,18 +64,15 @@ def free_port() -> int:
 
 
 def serve(database_url: str, workers: int, port: int) -> subprocess.Popen[bytes]:
+    """The API as deployed (`python -m api.serve`), with auth on and limits set high."""
     env = {
         **os.environ, "DATABASE_URL": database_url, "API_KEY": KEY, "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_DEFAULT": "100000000/minute", "RATE_LIMIT_CANDLES": "100000000/minute",
         "RATE_LIMIT_PROBES": "100000000/minute", "DB_POOL_SIZE": "40",
+        "API_HOST": "127.0.0.1", "API_PORT": str(port), "API_WORKERS": str(workers),
         "GEMINI_BASE_URL": "http://127.0.0.1:9", **EXTRA_ENV,
     }  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host",
-         "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
-         "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "api.serve"], cwd=ROOT, env=env)
     for _ in range(100):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1):  # noqa: S310
@@ -121,7 +120,8 @@ def main() -> int:
             port = free_port()
             process = serve(database_url, workers, port)
             try:
-                print(f"uvicorn, {workers} worker(s), wrk -t2 -c64 -d{args.seconds}s:")
+                loop = EXTRA_ENV.get("API_EVENT_LOOP", "asyncio")
+                print(f"{workers} worker(s), {loop} loop, wrk -t2 -c64 -d{args.seconds}s:")
                 floor = None
                 for label, path in ROUTES.items():
                     wrk(f"http://127.0.0.1:{port}{path}", 2)  # warm-up

@@ -106,27 +106,6 @@ def test_production_refuses_placeholder_keys() -> None:
     assert good.docs is False  # docs are off by default in production
 
 
-def test_hot_cache_renders_once_for_concurrent_misses() -> None:
-    import asyncio
-    import time as clock
-
-    from api.responses import HotCache
-
-    calls = []
-
-    def render() -> bytes:
-        calls.append(1)
-        clock.sleep(0.05)
-        return b"body"
-
-    async def burst() -> list[bytes]:
-        cache = HotCache(ttl_seconds=60)
-        return await asyncio.gather(*(cache.body("k", render) for _ in range(20)))
-
-    assert asyncio.run(burst()) == [b"body"] * 20
-    assert len(calls) == 1
-
-
 def test_metrics_can_be_made_public(api_database: str) -> None:
     with TestClient(create_app(api_settings(api_database, metrics_public=True))) as client:
         assert client.get("/metrics").status_code == 200

@@ -23,8 +23,8 @@ from api.settings import ApiSettings, get_api_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {name.upper() for name in ApiSettings.model_fields}
-# Read by other programs than our settings: Prefect's client, Postgres' image, the serve CLI.
-FOREIGN = {"PREFECT_API_URL", "API_HOST", "API_PORT"}
+# Read by other programs than our settings: Prefect's client.
+FOREIGN = {"PREFECT_API_URL"}
 
 
 def compose() -> dict[str, Any]:
