@@ -12,12 +12,16 @@ limited request gets a 429 problem with `Retry-After`.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cachetools import TTLCache
 from limits import parse
+from limits.storage import RedisStorage
 from slowapi import Limiter
 from starlette.requests import Request
 
@@ -39,6 +43,64 @@ def client_address(request: Request, trusted_proxies: list[str]) -> str:
     return peer
 
 
+class OneTripRedisStorage(RedisStorage):
+    """Redis limit storage that answers a fixed-window hit *and* its window in one round trip.
+
+    slowapi hits the limit before the route (INCRBY + EXPIRE, one script) and reads the
+    window for the `X-RateLimit-*` headers after it (GET, then TTL): three synchronous
+    round trips per request, each blocking the event loop (measured: Redis storage served
+    a third of the requests memory storage did). Here the hit's script also returns the
+    key's TTL, and the window read that follows (same key, within a second) is answered
+    from it, so headers describe the state right after this request's own hit. Anything
+    else (moving window, a key not hit recently) goes to Redis as before. `redis://`,
+    `rediss://` and `redis+unix://` URIs use this storage (see `storage_uri`)."""
+
+    STORAGE_SCHEME = ["onetrip+redis", "onetrip+rediss", "onetrip+redis+unix"]
+    INCR_WITH_TTL = b"""
+local amount = tonumber(ARGV[2])
+local current = redis.call("incrby", KEYS[1], amount)
+if current == amount then
+    redis.call("expire", KEYS[1], ARGV[1])
+end
+return {current, redis.call("pttl", KEYS[1])}
+"""
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        self._seen: TTLCache[str, tuple[int, float]] = TTLCache(maxsize=16384, ttl=1.0)
+        self._seen_lock = threading.Lock()  # sync routes check limits in worker threads
+        super().__init__(uri.removeprefix("onetrip+"), **options)
+
+    def initialize_storage(self, uri: str) -> None:
+        super().initialize_storage(uri)
+        self.lua_incr_with_ttl = self.get_connection().register_script(self.INCR_WITH_TTL)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        count, ttl_ms = self.lua_incr_with_ttl([self.prefixed_key(key)], [expiry, amount])
+        with self._seen_lock:
+            self._seen[key] = (int(count), time.time() + max(int(ttl_ms), 0) / 1000)
+        return int(count)
+
+    def _recent(self, key: str) -> tuple[int, float] | None:
+        with self._seen_lock:
+            return self._seen.get(key)
+
+    def get(self, key: str) -> int:
+        seen = self._recent(key)
+        return seen[0] if seen else super().get(key)
+
+    def get_expiry(self, key: str) -> float:
+        seen = self._recent(key)
+        return seen[1] if seen else super().get_expiry(key)
+
+
+def storage_uri(configured: str) -> str:
+    """The limiter's storage URI: Redis URIs go to `OneTripRedisStorage`."""
+    scheme = configured.split("://", 1)[0]
+    if scheme in ("redis", "rediss", "redis+unix"):
+        return f"onetrip+{configured}"
+    return configured
+
+
 def build_limiter(settings: ApiSettings) -> Limiter:
     def caller(request: Request) -> str:
         fingerprint = getattr(request.state, "key_fingerprint", None)
@@ -48,7 +110,7 @@ def build_limiter(settings: ApiSettings) -> Limiter:
 
     return Limiter(
         key_func=caller,
-        storage_uri=settings.rate_limit_storage_uri,
+        storage_uri=storage_uri(settings.rate_limit_storage_uri),
         headers_enabled=True,
         strategy=settings.rate_limit_strategy,
         key_prefix=settings.rate_limit_key_prefix,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.rate_limit import storage_uri
 from tests.api.conftest import KEY, OTHER_KEY, api_settings, problem
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -100,3 +103,41 @@ def test_key_guessing_is_limited_per_address(api_database: str) -> None:
         assert problem(blocked)["code"] == "too_many_auth_failures"
         assert int(blocked.headers["Retry-After"]) == 60
         assert client.get("/api/crypto/runs").status_code == 200  # the right key still works
+
+
+def _command_calls(client: Any, *names: str) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in names}
+
+
+@pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
+def test_redis_limits_cost_one_round_trip_and_headers_match_redis(api_database: str) -> None:
+    """Each limited request is one script call in Redis (no GET/TTL for the headers), and
+    the headers it gets are Redis' own counter and expiry. (Counts are server-wide: only
+    this module's tests use Redis, and they run one after another on one xdist worker.)"""
+    import redis
+
+    _redis_or_skip()
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    direct: Any = redis.Redis.from_url(REDIS_URL)  # its sync/async union types get in the way
+    with limited_client(
+        api_database, rate_limit_storage_uri=REDIS_URL, rate_limit_key_prefix=prefix,
+        rate_limit_default="50/minute",
+    ) as client:  # fmt: skip
+        client.get("/api/crypto/runs")  # loads the script once
+        before = _command_calls(direct, "evalsha", "get", "ttl")
+        answers = [client.get("/api/crypto/runs") for _ in range(5)]
+        after = _command_calls(direct, "evalsha", "get", "ttl")
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["48", "47", "46", "45", "44"]
+    assert after["evalsha"] - before["evalsha"] == 5
+    assert after["get"] == before["get"] and after["ttl"] == before["ttl"]
+    [key] = direct.keys(f"LIMITS:LIMITER/{prefix}/*")
+    assert int(direct.get(key) or 0) == 6
+    reset = float(answers[-1].headers["X-RateLimit-Reset"])
+    assert abs(reset - (time.time() + direct.ttl(key))) < 2
+
+
+def test_memory_storage_is_left_as_it_is() -> None:
+    assert storage_uri("memory://") == "memory://"
+    assert storage_uri("redis://h:6379/1") == "onetrip+redis://h:6379/1"
+    assert storage_uri("rediss://h:6380/0") == "onetrip+rediss://h:6380/0"
