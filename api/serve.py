@@ -3,13 +3,17 @@
     python -m api.serve            # API_HOST, API_PORT, API_WORKERS from the environment
     python -m api.serve --local    # make run: also generate a local key on first run
 
-Uvicorn runs with the **asyncio** event loop by default (`API_EVENT_LOOP`), not uvloop.
-Measured on this 2-core machine (bench/api_load.py, wrk -c64): under saturation uvloop
-keeps serving the connections it has and gets to a newcomer about one per loop iteration,
-so the last of 64 fresh connections waited 300-700 ms for its first answer (seen on the
-wire with tcpdump, in a bare FastAPI app as well as ours) and p99 went to 100-400 ms. The
-asyncio loop answered every new connection within ~35 ms and held p99 under 35 ms, for
-about 10% fewer requests per second. Fair latency for every client is the better trade.
+The event loop (`API_EVENT_LOOP=auto`) is asyncio for one worker and uvloop for several,
+each chosen by measurement (bench/api_load.py, wrk -c64, this 2-core machine):
+- One worker, saturated: uvloop keeps serving the connections it has and gets to a
+  newcomer about one per loop iteration, so the last of 64 fresh connections waited
+  300-700 ms for its first answer (seen on the wire with tcpdump, in a bare FastAPI app
+  as well as ours) and p99 went to 100-400 ms. asyncio answered every new connection
+  within ~35 ms and held p99 near 30 ms at about the same throughput.
+- Several workers share one listening socket, and asyncio accepts every pending
+  connection at once in whichever worker wakes first: the 64 connections piled onto one
+  worker while the other idled (`metrics` at 0.31x the bare route). uvloop's one accept
+  per iteration spreads them (0.72x, p99 under 25 ms), and no worker is saturated.
 
 With `--local` and no key configured (`API_KEY`/`API_KEYS` in the environment or `.env`),
 a random key is written into `.env`; no default key ever ships. The key itself is not
@@ -66,10 +70,16 @@ def ensure_local_key(env_file: Path = ENV_FILE) -> bool:
     return True
 
 
+def event_loop(settings: ApiSettings) -> str:
+    if settings.api_event_loop != "auto":
+        return settings.api_event_loop
+    return "asyncio" if settings.api_workers == 1 else "uvloop"
+
+
 def serve(settings: ApiSettings) -> None:
     uvicorn.run(
         "api.main:create_app", host=settings.api_host, port=settings.api_port,
-        workers=settings.api_workers, loop=settings.api_event_loop, **SERVER_OPTIONS,
+        workers=settings.api_workers, loop=event_loop(settings), **SERVER_OPTIONS,
     )  # fmt: skip
 
 

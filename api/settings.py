@@ -38,9 +38,8 @@ class ApiSettings(Settings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=1, ge=1, le=64)
-    # asyncio: fair to new connections under load; uvloop: ~10% more requests/s but a
-    # newcomer may wait hundreds of ms when the server is saturated (see api/serve.py).
-    api_event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    # auto: asyncio with one worker, uvloop with several (measured; see api/serve.py).
+    api_event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     stale_after_intervals: float = Field(default=3.0, gt=0)
     cache_ttl_seconds: float = Field(default=5.0, ge=0)

@@ -120,7 +120,9 @@ def main() -> int:
             port = free_port()
             process = serve(database_url, workers, port)
             try:
-                loop = EXTRA_ENV.get("API_EVENT_LOOP", "asyncio")
+                loop = EXTRA_ENV.get("API_EVENT_LOOP", "auto")
+                if loop == "auto":
+                    loop = "asyncio" if workers == 1 else "uvloop"
                 print(f"{workers} worker(s), {loop} loop, wrk -t2 -c64 -d{args.seconds}s:")
                 floor = None
                 for label, path in ROUTES.items():

@@ -18,7 +18,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from api.serve import NoDelayHttpProtocol, ensure_local_key
+from api.serve import NoDelayHttpProtocol, ensure_local_key, event_loop
+from api.settings import get_api_settings
 from tests.api.conftest import KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,3 +127,15 @@ def test_connections_get_tcp_nodelay_on_a_plain_listening_socket(
         return seen[0]
 
     assert asyncio.run(accepted_socket_option()) == nodelay
+
+
+@pytest.mark.parametrize(
+    ("workers", "setting", "loop"),
+    [(1, "auto", "asyncio"), (2, "auto", "uvloop"), (2, "asyncio", "asyncio"),
+     (1, "uvloop", "uvloop")],
+)  # fmt: skip
+def test_the_event_loop_follows_the_worker_count_unless_set(
+    workers: int, setting: str, loop: str
+) -> None:
+    settings = get_api_settings(api_workers=workers, api_event_loop=setting, _env_file=None)
+    assert event_loop(settings) == loop
