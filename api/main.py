@@ -104,7 +104,9 @@ def create_app(
     app.state.settings = settings
     app.state.key_digests = settings.key_digests()
     app.state.cursor_key = settings.cursor_key()  # hashes every key: once, not per page
-    app.state.hot_cache = HotCache(settings.cache_ttl_seconds, settings.cache_stale_seconds)
+    app.state.hot_cache = HotCache(
+        settings.cache_ttl_seconds, settings.cache_stale_seconds, settings.cache_max_mb << 20
+    )
     app.state.registry = CollectorRegistry()
     limiter = build_limiter(settings)
     app.state.limiter = limiter

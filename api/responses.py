@@ -15,8 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from cachetools import LRUCache
 from fastapi import Request, Response
@@ -54,24 +53,30 @@ def etag_of(body: bytes) -> str:
     return 'W/"' + hashlib.sha256(body).hexdigest()[:20] + '"'
 
 
-# Hot-cache bodies come back as the very same bytes object on every hit: memoising their
-# ETag hashes each once (a bytes object keeps its hash; the lookup finds it by identity).
-# Small bodies only, so the memo never pins a large candle page.
-_memo_etag = lru_cache(maxsize=64)(etag_of)
+class Rendered(NamedTuple):
+    """A response body and its ETag, computed together once (the hash is per render, not
+    per request, for cached bodies)."""
+
+    body: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, body: bytes) -> Rendered:
+        return cls(body, etag_of(body))
 
 
-def respond(request: Request, body: bytes, *, max_age: int) -> Response:
-    etag = _memo_etag(body) if len(body) <= 65536 else etag_of(body)
-    headers = {"ETag": etag, "Cache-Control": f"private, max-age={max_age}"}
+def respond(request: Request, answer: bytes | Rendered, *, max_age: int) -> Response:
+    rendered = answer if isinstance(answer, Rendered) else Rendered.of(answer)
+    headers = {"ETag": rendered.etag, "Cache-Control": f"private, max-age={max_age}"}
     wanted = request.headers.get("if-none-match", "")
-    if etag in (tag.strip() for tag in wanted.split(",")):
+    if rendered.etag in (tag.strip() for tag in wanted.split(",")):
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(rendered.body, media_type="application/json", headers=headers)
 
 
 @dataclass(slots=True)
 class _Entry:
-    body: bytes
+    rendered: Rendered
     rendered_at: float
     refresh_at: float  # when the next background refresh may start
 
@@ -88,38 +93,46 @@ class HotCache:
     A cache, not shared state: each replica fills its own, and nothing depends on it for
     correctness."""
 
-    def __init__(self, ttl_seconds: float, stale_seconds: float = 0.0) -> None:
+    def __init__(
+        self, ttl_seconds: float, stale_seconds: float = 0.0, max_bytes: int = 64 << 20
+    ) -> None:
         self.ttl, self.stale = ttl_seconds, stale_seconds
         self.enabled = ttl_seconds > 0
-        self._entries: LRUCache[str, _Entry] = LRUCache(maxsize=4096)
-        self._rendering: dict[str, asyncio.Task[bytes]] = {}  # misses being rendered
-        self._refreshing: dict[str, asyncio.Task[bytes]] = {}  # stale entries, behind
+        # Bounded by the bytes held, not entries: a 5,000-bar page is ~1 MB. A body over
+        # 1/16 of the budget is served but not kept.
+        self._entries: LRUCache[str, _Entry] = LRUCache(
+            maxsize=max_bytes, getsizeof=lambda entry: len(entry.rendered.body) + 256
+        )
+        self._largest = max_bytes // 16
+        self._rendering: dict[str, asyncio.Task[Rendered]] = {}  # misses being rendered
+        self._refreshing: dict[str, asyncio.Task[Rendered]] = {}  # stale entries, behind
 
-    async def body(self, key: str, render: Callable[[], bytes]) -> bytes:
-        """The cached body, or `render()` run in the thread pool (it queries the DB)."""
+    async def get(self, key: str, render: Callable[[], bytes]) -> Rendered:
+        """The cached answer, or `render()` run in the thread pool (it queries the DB)."""
         if not self.enabled:
-            return await run_in_threadpool(render)
+            return await run_in_threadpool(lambda: Rendered.of(render()))
         entry = self._entries.get(key)
         now = time.monotonic()
         if entry is not None and now - entry.rendered_at < self.ttl + self.stale:
             if now >= entry.refresh_at and key not in self._refreshing:
                 entry.refresh_at = now + self.ttl  # the next try, should this one fail
                 self._start(key, render, self._refreshing)
-            return entry.body
+            return entry.rendered
         # Single flight: waiters share the one render's task, so they all wake together
         # when it is done (a lock would hand over one waiter per loop iteration).
         task = self._rendering.get(key) or self._start(key, render, self._rendering)
         return await asyncio.shield(task)
 
     def _start(
-        self, key: str, render: Callable[[], bytes], flights: dict[str, asyncio.Task[bytes]]
-    ) -> asyncio.Task[bytes]:
-        async def run() -> bytes:
+        self, key: str, render: Callable[[], bytes], flights: dict[str, asyncio.Task[Rendered]]
+    ) -> asyncio.Task[Rendered]:
+        async def run() -> Rendered:
             try:
-                body = await run_in_threadpool(render)
+                rendered = await run_in_threadpool(lambda: Rendered.of(render()))
                 now = time.monotonic()
-                self._entries[key] = _Entry(body, now, now + self.ttl)
-                return body
+                if len(rendered.body) <= self._largest:
+                    self._entries[key] = _Entry(rendered, now, now + self.ttl)
+                return rendered
             finally:
                 del flights[key]
 
@@ -129,7 +142,7 @@ class HotCache:
         return task
 
 
-def _log_failure(key: str, task: asyncio.Task[bytes]) -> None:
+def _log_failure(key: str, task: asyncio.Task[Rendered]) -> None:
     """A failed render: its waiters got the error; a background refresh's only trace is
     this line, and the stale body stays until it ages out (a miss then reports it)."""
     if not task.cancelled() and task.exception() is not None:

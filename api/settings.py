@@ -44,6 +44,7 @@ class ApiSettings(Settings):
     stale_after_intervals: float = Field(default=3.0, gt=0)
     cache_ttl_seconds: float = Field(default=5.0, ge=0)
     cache_stale_seconds: float = Field(default=30.0, ge=0)
+    cache_max_mb: int = Field(default=64, ge=1)  # bytes of rendered answers kept, per process
     cache_max_age_seconds: int = Field(default=60, ge=0)
     cursor_secret: str = ""  # signs pagination cursors; derived from the keys when empty
 

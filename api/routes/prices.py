@@ -81,8 +81,8 @@ def build(limits: RouteLimits) -> APIRouter:
         bar's close, else that close), bid/ask/spread, 24h volume, `as_of`, age, `stale`
         (older than `STALE_AFTER_INTERVALS` bar intervals) and its source."""
         cache = request.app.state.hot_cache
-        body = await cache.body(f"latest?{symbols}", lambda: latest_rows(request, symbols))
-        return respond(request, body, max_age=request.app.state.settings.cache_max_age_seconds)
+        page = await cache.get(f"latest?{symbols}", lambda: latest_rows(request, symbols))
+        return respond(request, page, max_age=request.app.state.settings.cache_max_age_seconds)
 
     @router.get("/metrics", response_model=MetricList)
     @limits.data
@@ -90,7 +90,7 @@ def build(limits: RouteLimits) -> APIRouter:
         """The latest metrics of each asset's preferred series (newest data, finest
         interval): changes, volatility, SMA/EMA, VWAP, drawdown, 24h high/low/volume."""
         cache = request.app.state.hot_cache
-        body = await cache.body(f"metrics?{symbols}", lambda: metric_rows(request, symbols))
-        return respond(request, body, max_age=request.app.state.settings.cache_max_age_seconds)
+        page = await cache.get(f"metrics?{symbols}", lambda: metric_rows(request, symbols))
+        return respond(request, page, max_age=request.app.state.settings.cache_max_age_seconds)
 
     return router

@@ -63,8 +63,8 @@ def build(limits: RouteLimits) -> APIRouter:
             with request.app.state.engine.connect() as conn:
                 return body_of(SymbolList(data=[symbol_out(conn, a) for a in list_assets(conn)]))
 
-        body = await request.app.state.hot_cache.body("symbols", render)
-        return respond(request, body, max_age=request.app.state.settings.cache_max_age_seconds)
+        page = await request.app.state.hot_cache.get("symbols", render)
+        return respond(request, page, max_age=request.app.state.settings.cache_max_age_seconds)
 
     @router.get("/symbol/{symbol}", response_model=SymbolDetail)
     @limits.data

@@ -7,8 +7,11 @@ import logging
 import threading
 
 import pytest
+from fastapi.testclient import TestClient
 
-from api.responses import HotCache
+from api.main import create_app
+from api.responses import HotCache, etag_of
+from tests.api.conftest import KEY, api_settings
 
 
 class Renders:
@@ -35,11 +38,11 @@ def test_concurrent_misses_render_once_and_all_get_the_body() -> None:
 
     async def burst() -> list[bytes]:
         cache = HotCache(ttl_seconds=60)
-        waiting = [asyncio.ensure_future(cache.body("k", render)) for _ in range(20)]
+        waiting = [asyncio.ensure_future(cache.get("k", render)) for _ in range(20)]
         await asyncio.sleep(0.05)
         assert not any(w.done() for w in waiting)  # all wait for the one render
         render.gate.set()
-        return await asyncio.gather(*waiting)
+        return [answer.body for answer in await asyncio.gather(*waiting)]
 
     assert asyncio.run(burst()) == [b"body"] * 20
     assert render.calls == 1
@@ -50,19 +53,19 @@ def test_an_expired_entry_is_served_stale_while_one_refresh_runs() -> None:
 
     async def scenario() -> None:
         cache = HotCache(ttl_seconds=0.01, stale_seconds=60)
-        assert await cache.body("k", render) == b"v1"
+        assert (await cache.get("k", render)).body == b"v1"
         await asyncio.sleep(0.02)  # past the TTL
         render.gate.clear()  # the refresh will block until released
         # Served at once from the stale entry: were the request waiting for the blocked
         # refresh, wait_for would time out.
         for _ in range(5):
-            assert await asyncio.wait_for(cache.body("k", render), timeout=1) == b"v1"
+            assert (await asyncio.wait_for(cache.get("k", render), timeout=1)).body == b"v1"
         render.gate.set()
         for _ in range(100):
             await asyncio.sleep(0.01)
-            if await cache.body("k", render) == b"v2":
+            if (await cache.get("k", render)).body == b"v2":
                 break
-        assert await cache.body("k", render) == b"v2"
+        assert (await cache.get("k", render)).body == b"v2"
 
     asyncio.run(scenario())
     assert render.calls == 2  # one refresh, however many requests saw the stale entry
@@ -73,15 +76,15 @@ def test_a_failed_refresh_keeps_the_stale_body_and_logs(caplog: pytest.LogCaptur
 
     async def scenario() -> None:
         cache = HotCache(ttl_seconds=0.2, stale_seconds=0.5)
-        assert await cache.body("k", render) == b"v1"
+        assert (await cache.get("k", render)).body == b"v1"
         await asyncio.sleep(0.25)
-        assert await cache.body("k", render) == b"v1"  # starts the refresh, which fails
+        assert (await cache.get("k", render)).body == b"v1"  # starts the refresh, which fails
         await asyncio.sleep(0.05)
-        assert await cache.body("k", render) == b"v1"  # stale body; no retry before a TTL
+        assert (await cache.get("k", render)).body == b"v1"  # stale body; no retry before a TTL
         assert render.calls == 2
         await asyncio.sleep(0.5)  # past TTL + stale: a miss, rendered in the request
         with pytest.raises(RuntimeError, match="still down"):
-            await cache.body("k", render)
+            await cache.get("k", render)
 
     with caplog.at_level(logging.WARNING, logger="api.cache"):
         asyncio.run(scenario())
@@ -94,6 +97,51 @@ def test_a_zero_ttl_disables_the_cache() -> None:
 
     async def twice() -> list[bytes]:
         cache = HotCache(ttl_seconds=0)
-        return [await cache.body("k", render), await cache.body("k", render)]
+        return [(await cache.get("k", render)).body for _ in range(2)]
 
     assert asyncio.run(twice()) == [b"a", b"b"]
+
+
+def test_answers_carry_their_etag_and_the_cache_is_bounded_in_bytes() -> None:
+    async def scenario() -> None:
+        cache = HotCache(ttl_seconds=60, max_bytes=16 * 1024)
+        small = await cache.get("small", lambda: b"x" * 100)
+        assert small.etag == etag_of(b"x" * 100)
+        assert await cache.get("small", lambda: b"other") == small  # cached
+        big = Renders(b"y" * 2000, b"z" * 2000)  # over 1/16 of the budget: served, not kept
+        assert (await cache.get("big", big)).body == b"y" * 2000
+        assert (await cache.get("big", big)).body == b"z" * 2000
+        for i in range(40):  # 40 x ~900 bytes: the oldest entries make room
+            await cache.get(f"k{i}", Renders(bytes([i]) * 640))
+        assert (await cache.get("small", lambda: b"evicted")).body == b"evicted"
+        assert (await cache.get("k39", lambda: b"nope")).body == bytes([39]) * 640
+
+    asyncio.run(scenario())
+
+
+def test_cached_routes_answer_like_uncached_ones(api_database: str) -> None:
+    """With the cache on, every cached route answers exactly what a cache-off app answers,
+    errors are not cached, and the ETag still gives a 304."""
+    paths = [
+        "/api/crypto/latest", "/api/crypto/metrics?symbols=ETH", "/api/crypto/symbols",
+        "/api/crypto/candles/bitcoin?interval=1w&limit=20",
+    ]  # fmt: skip
+    off = TestClient(create_app(api_settings(api_database)), raise_server_exceptions=False)
+    on = TestClient(
+        create_app(api_settings(api_database, cache_ttl_seconds=60)), raise_server_exceptions=False
+    )
+    with off, on:
+        for client in (off, on):
+            client.headers["X-API-Key"] = KEY
+        for path in paths:
+            expected = off.get(path)
+            first, second = on.get(path), on.get(path)
+            assert expected.status_code == first.status_code == second.status_code == 200, path
+            if "latest" not in path and "metrics" not in path:  # those carry age_seconds
+                assert first.json() == expected.json(), path
+            assert (
+                second.content == first.content and second.headers["ETag"] == first.headers["ETag"]
+            )
+            assert on.get(path, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+        for _ in range(2):  # a 404 is answered each time, never cached as a body
+            assert on.get("/api/crypto/candles/nosuchcoin").status_code == 404
