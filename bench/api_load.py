@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.etl_load import generate  # noqa: E402
+from bench.etl_load import START_MS, generate  # noqa: E402
 from etl.db import create_db_engine  # noqa: E402
 from etl.pipeline import run_pipeline  # noqa: E402
 from etl.settings import get_settings  # noqa: E402
@@ -37,12 +37,23 @@ KEY = "bench-key-0123456789abcdefghij"
 # Extra server settings for an experiment, e.g. BENCH_API_ENV="API_EVENT_LOOP=uvloop" or
 # BENCH_API_ENV="RATE_LIMIT_STORAGE_URI=redis://127.0.0.1:6379/0"
 EXTRA_ENV = dict(item.split("=", 1) for item in os.environ.get("BENCH_API_ENV", "").split() if item)
+CANDLES = "/api/crypto/candles/BTC-USD?interval=1m&limit=500&source=csv"
 ROUTES = {
     "/health/live (bare floor)": "/health/live",
     "/api/crypto/latest": "/api/crypto/latest",
     "/api/crypto/metrics": "/api/crypto/metrics",
-    "/api/crypto/candles 500 x 1m": "/api/crypto/candles/BTC-USD?interval=1m&limit=500&source=csv",
+    "/api/crypto/candles 500 x 1m": CANDLES,
+    "  same, a new page each request": CANDLES + "&start=",  # see FRESH_PAGES
 }
+# wrk script for the uncached candle row: a random `start` (minute) within the synthetic
+# series per request, so (almost) every page is a cache miss rendered from the database.
+FRESH_PAGES = f"""
+math.randomseed(os.time())
+request = function()
+  local start = {START_MS} + math.random(0, 200000) * 60000
+  return wrk.format("GET", "{CANDLES}&start=" .. start)
+end
+"""
 
 
 def load(database_url: str, workdir: Path) -> None:
@@ -84,10 +95,13 @@ def serve(database_url: str, workers: int, port: int) -> subprocess.Popen[bytes]
 
 
 def wrk(url: str, seconds: int) -> tuple[float, float, float]:
-    done = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "-H", f"X-API-Key: {KEY}", url],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    command = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "-H", f"X-API-Key: {KEY}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if url.endswith("&start="):
+            script.write(FRESH_PAGES)
+            script.flush()
+            command += ["-s", script.name]
+        done = subprocess.run(command + [url], capture_output=True, text=True, check=True)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
 
     def percentile(name: str) -> float:
