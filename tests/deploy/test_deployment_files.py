@@ -5,7 +5,9 @@ in CI both are installed, so those checks fail rather than skip there."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -158,4 +160,39 @@ def test_docker_compose_accepts_the_file() -> None:
         [_tool("docker-compose"), "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT,
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def _pinned(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        if line and not line.startswith(("#", "-r")):
+            names.add(re.split(r"[\[=<>]", line)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_the_api_image_requirements_cover_every_import_of_api_and_etl() -> None:
+    """Dockerfile.api installs requirements-api.txt only: every third-party module that
+    api/ or etl/ imports must come from a distribution pinned there, and Prefect must not
+    be needed (it is the ETL image's)."""
+    imported = set()
+    for source in [*(ROOT / "api").rglob("*.py"), *(ROOT / "etl").rglob("*.py")]:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"api", "etl", "__future__"}
+    owners = importlib.metadata.packages_distributions()
+    pinned = _pinned(ROOT / "requirements-api.txt")
+    missing = {
+        module for module in third_party
+        if not {d.lower().replace("_", "-") for d in owners.get(module, [module])} & pinned
+    }  # fmt: skip
+    assert not missing, (
+        f"imported by api/ or etl/ but not pinned in requirements-api.txt: {missing}"
+    )
+    assert "prefect" not in pinned and "prefect" in _pinned(ROOT / "requirements.txt")
+    code = "import sys; sys.modules['prefect'] = None; import api.main, api.serve, etl.pipeline"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
