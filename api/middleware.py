@@ -57,6 +57,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
+                if status < 400:  # slowapi puts Retry-After on every answer; it means "wait"
+                    headers = [(k, v) for k, v in headers if k.lower() != b"retry-after"]
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)

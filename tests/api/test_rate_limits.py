@@ -35,6 +35,7 @@ def test_a_class_shares_one_counter_per_key_and_answers_429(api_database: str) -
             answer = client.get(path)
             assert answer.status_code == 200
             assert answer.headers["X-RateLimit-Limit"] == "3"
+            assert "Retry-After" not in answer.headers  # only refusals say "come back later"
             remaining.append(answer.headers["X-RateLimit-Remaining"])
         assert remaining == ["2", "1", "0"]
         limited = client.get("/api/crypto/latest")
