@@ -9,6 +9,7 @@ route template, status, duration and the caller's key fingerprint (never the key
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 import time
@@ -56,9 +57,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                if status < 400:  # slowapi puts Retry-After on every answer; it means "wait"
-                    headers = [(k, v) for k, v in headers if k.lower() != b"retry-after"]
+                headers = _limit_headers(status, list(message.get("headers", [])))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)
@@ -86,6 +85,21 @@ class RequestContextMiddleware:
                 "key": state.get("key_fingerprint"),
             },
         )  # fmt: skip
+
+
+def _limit_headers(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """slowapi's headers, tidied: `Retry-After` only on refusals (slowapi puts it on every
+    answer, where it would tell clients to wait), `X-RateLimit-Reset` in whole epoch
+    seconds (slowapi writes the storage's float)."""
+    tidy = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"retry-after" and status < 400:
+            continue
+        if lowered == b"x-ratelimit-reset":
+            value = str(math.ceil(float(value))).encode()
+        tidy.append((name, value))
+    return tidy
 
 
 def _new_id() -> str:

@@ -36,6 +36,8 @@ def test_a_class_shares_one_counter_per_key_and_answers_429(api_database: str) -
             assert answer.status_code == 200
             assert answer.headers["X-RateLimit-Limit"] == "3"
             assert "Retry-After" not in answer.headers  # only refusals say "come back later"
+            reset = int(answer.headers["X-RateLimit-Reset"])  # whole epoch seconds
+            assert time.time() < reset <= time.time() + 62  # slowapi adds a second
             remaining.append(answer.headers["X-RateLimit-Remaining"])
         assert remaining == ["2", "1", "0"]
         limited = client.get("/api/crypto/latest")
