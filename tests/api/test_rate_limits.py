@@ -137,7 +137,7 @@ def test_redis_limits_cost_one_round_trip_and_headers_match_redis(api_database: 
     [key] = direct.keys(f"LIMITS:LIMITER/{prefix}/*")
     assert int(direct.get(key) or 0) == 6
     reset = float(answers[-1].headers["X-RateLimit-Reset"])
-    assert abs(reset - (time.time() + direct.ttl(key))) < 2
+    assert 0 <= reset - (time.time() + direct.ttl(key)) <= 3  # +1 s slowapi, +1 s rounding
 
 
 def test_memory_storage_is_left_as_it_is() -> None:
