@@ -12,12 +12,14 @@ limited request gets a 429 problem with `Retry-After`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cachetools import TTLCache
 from limits import parse
@@ -27,6 +29,8 @@ from starlette.requests import Request
 
 from api.errors import Problem
 from api.settings import ApiSettings
+
+log = logging.getLogger("api.rate_limit")
 
 EMPTY_CONFIG = Path(__file__).with_name("slowapi.env")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -93,12 +97,18 @@ return {current, redis.call("pttl", KEYS[1])}
         return seen[1] if seen else super().get_expiry(key)
 
 
-def storage_uri(configured: str) -> str:
-    """The limiter's storage URI: Redis URIs go to `OneTripRedisStorage`."""
+def storage_uri(configured: str, timeout_seconds: float) -> str:
+    """The limiter's storage URI: Redis URIs go to `OneTripRedisStorage`, with socket
+    timeouts (a call blocks the event loop; redis-py's default is to wait forever) unless
+    the URI sets its own."""
     scheme = configured.split("://", 1)[0]
-    if scheme in ("redis", "rediss", "redis+unix"):
-        return f"onetrip+{configured}"
-    return configured
+    if scheme not in ("redis", "rediss", "redis+unix"):
+        return configured
+    parts = urlsplit(configured)
+    query = dict(parse_qsl(parts.query))
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        query.setdefault(name, str(timeout_seconds))
+    return "onetrip+" + urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def build_limiter(settings: ApiSettings) -> Limiter:
@@ -110,11 +120,16 @@ def build_limiter(settings: ApiSettings) -> Limiter:
 
     return Limiter(
         key_func=caller,
-        storage_uri=storage_uri(settings.rate_limit_storage_uri),
+        storage_uri=storage_uri(
+            settings.rate_limit_storage_uri, settings.rate_limit_storage_timeout_seconds
+        ),
         headers_enabled=True,
         strategy=settings.rate_limit_strategy,
         key_prefix=settings.rate_limit_key_prefix,
         config_filename=str(EMPTY_CONFIG),  # slowapi must not read our .env itself
+        # Redis down: the same limits, counted per process in memory (slowapi re-checks
+        # Redis with a growing back-off), instead of a 500 on every route and probe.
+        in_memory_fallback_enabled=True,
     )
 
 
@@ -123,14 +138,19 @@ class AuthFailureLimit:
     storage: past the limit, guessing gets a 429 instead of another 401."""
 
     def __init__(self, limiter: Limiter, settings: ApiSettings) -> None:
-        self.strategy = limiter.limiter
+        self.limiter = limiter
         self.item = parse(settings.rate_limit_auth_failures)
         self.prefix = settings.rate_limit_key_prefix
         self.trusted = settings.trusted_proxies
 
     def record(self, request: Request) -> None:
         address = client_address(request, self.trusted)
-        if not self.strategy.hit(self.item, self.prefix, "auth-failures", address):
+        try:  # `limiter.limiter` is the in-memory fallback while Redis is down
+            allowed = self.limiter.limiter.hit(self.item, self.prefix, "auth-failures", address)
+        except Exception:  # storage failing right now: the wrong key still gets its 401
+            log.warning("auth-failure limit storage unreachable", exc_info=True)
+            allowed = True
+        if not allowed:
             raise Problem(
                 429, "too_many_auth_failures", "too many requests with a wrong API key",
                 headers={"Retry-After": str(self.item.get_expiry())},

@@ -30,6 +30,9 @@ class ApiSettings(Settings):
     rate_limit_probes: str = "600/minute"
     rate_limit_auth_failures: str = "20/minute"  # wrong keys per client address
     rate_limit_storage_uri: str = "memory://"
+    # A Redis call blocks the event loop: never longer than this. Past it (or on any storage
+    # error) limits fall back to per-process memory until Redis answers again.
+    rate_limit_storage_timeout_seconds: float = Field(default=0.25, gt=0)
     rate_limit_key_prefix: str = "crypto-api"
     # fixed-window: O(1) per request in memory and Redis. moving-window is exact, but its
     # in-memory storage keeps one entry per hit (slow under high limits).

@@ -140,7 +140,21 @@ def test_redis_limits_cost_one_round_trip_and_headers_match_redis(api_database: 
     assert 0 <= reset - (time.time() + direct.ttl(key)) <= 3  # +1 s slowapi, +1 s rounding
 
 
-def test_memory_storage_is_left_as_it_is() -> None:
-    assert storage_uri("memory://") == "memory://"
-    assert storage_uri("redis://h:6379/1") == "onetrip+redis://h:6379/1"
-    assert storage_uri("rediss://h:6380/0") == "onetrip+rediss://h:6380/0"
+def test_redis_uris_get_the_one_trip_storage_and_timeouts() -> None:
+    assert storage_uri("memory://", 0.25) == "memory://"
+    assert storage_uri("redis://h:6379/1", 0.25) == (
+        "onetrip+redis://h:6379/1?socket_timeout=0.25&socket_connect_timeout=0.25"
+    )
+    assert storage_uri("rediss://:pw@h:6380/0?socket_timeout=2", 0.5) == (
+        "onetrip+rediss://:pw@h:6380/0?socket_timeout=2&socket_connect_timeout=0.5"
+    )
+
+
+def test_limits_fall_back_to_memory_when_redis_is_unreachable(api_database: str) -> None:
+    """Redis refusing connections: the same limits hold per process, the probes answer,
+    and a wrong key is still a 401, never a 500."""
+    with limited_client(api_database, rate_limit_storage_uri="redis://127.0.0.1:1/0") as client:
+        answers = [client.get("/api/crypto/runs").status_code for _ in range(4)]
+        assert answers == [200, 200, 200, 429]
+        assert client.get("/health/live").status_code == 200
+        assert client.get("/api/crypto/runs", headers={"X-API-Key": "wrong"}).status_code == 401
