@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cachetools import TTLCache
 from limits import parse
-from limits.storage import RedisStorage
+from limits.storage import MemoryStorage, RedisStorage
 from slowapi import Limiter
 from starlette.requests import Request
 
@@ -131,6 +131,14 @@ def build_limiter(settings: ApiSettings) -> Limiter:
         # Redis with a growing back-off), instead of a 500 on every route and probe.
         in_memory_fallback_enabled=True,
     )
+
+
+def storage_state(limiter: Limiter, settings: ApiSettings) -> dict[str, Any]:
+    """Which storage counts the limits now: slowapi switches to its in-memory fallback while
+    Redis fails, and back when it answers again."""
+    configured = "memory" if settings.rate_limit_storage_uri.startswith("memory") else "redis"
+    in_use = "memory" if isinstance(limiter.limiter.storage, MemoryStorage) else "redis"
+    return {"configured": configured, "in_use": in_use, "degraded": configured != in_use}
 
 
 class AuthFailureLimit:

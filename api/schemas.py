@@ -50,6 +50,15 @@ class Health(BaseModel):
     last_run: RunBrief | None
     freshness: list[Freshness]
     gemini_breaker: str
+    rate_limits: RateLimitStorage
+
+
+class RateLimitStorage(BaseModel):
+    configured: str = Field(examples=["redis"], description="memory or redis")
+    in_use: str = Field(
+        examples=["redis"], description="memory while a configured Redis is unreachable"
+    )
+    degraded: bool = Field(description="limits are counted per process, not shared")
 
 
 class Latest(BaseModel):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.errors import Problem
-from api.rate_limit import RouteLimits
+from api.rate_limit import RouteLimits, storage_state
 from api.responses import age_seconds, body_of, freshness, respond, utc
 from api.schemas import Freshness, Health, Link, Live, Root, RunBrief
 from etl.db import current_revision, head_revision
@@ -116,12 +116,17 @@ def build(limits: RouteLimits) -> APIRouter:
         except SQLAlchemyError:
             pass
         head = head_revision()
-        ok = database["reachable"] and revision == head and not any(f.stale for f in freshness)
+        rate_limits = storage_state(request.app.state.limiter, request.app.state.settings)
+        ok = (
+            database["reachable"] and revision == head and not rate_limits["degraded"]
+            and not any(f.stale for f in freshness)
+        )  # fmt: skip
         body = Health(
             status="ok" if ok else "degraded", version=VERSION,
             platform=PLATFORM,
             database=database, schema_version=revision, schema_head=head, last_run=last_run,
             freshness=freshness, gemini_breaker=request.app.state.gemini.breaker_state,
+            rate_limits=rate_limits,
         )  # fmt: skip
         return respond(request, body_of(body), max_age=0)
 

@@ -158,3 +158,19 @@ def test_limits_fall_back_to_memory_when_redis_is_unreachable(api_database: str)
         assert answers == [200, 200, 200, 429]
         assert client.get("/health/live").status_code == 200
         assert client.get("/api/crypto/runs", headers={"X-API-Key": "wrong"}).status_code == 401
+        # /health says so (and is itself limited: a fresh key's class has room)
+        health = client.get("/health", headers={"X-API-Key": OTHER_KEY}).json()
+        assert health["rate_limits"] == {"configured": "redis", "in_use": "memory",
+                                         "degraded": True}  # fmt: skip
+        assert health["status"] == "degraded"
+
+
+@pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
+def test_health_names_the_limit_storage_in_use(api_database: str) -> None:
+    _redis_or_skip()
+    with limited_client(api_database) as client:
+        assert client.get("/health").json()["rate_limits"]["in_use"] == "memory"
+    with limited_client(api_database, rate_limit_storage_uri=REDIS_URL) as client:
+        client.get("/api/crypto/runs")
+        state = client.get("/health").json()["rate_limits"]
+        assert state == {"configured": "redis", "in_use": "redis", "degraded": False}
