@@ -75,14 +75,14 @@ def test_a_failed_refresh_keeps_the_stale_body_and_logs(caplog: pytest.LogCaptur
     render = Renders(b"v1", RuntimeError("database down"), RuntimeError("still down"))
 
     async def scenario() -> None:
-        cache = HotCache(ttl_seconds=0.2, stale_seconds=0.5)
+        cache = HotCache(ttl_seconds=0.5, stale_seconds=1.0)
         assert (await cache.get("k", render)).body == b"v1"
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.55)
         assert (await cache.get("k", render)).body == b"v1"  # starts the refresh, which fails
         await asyncio.sleep(0.05)
         assert (await cache.get("k", render)).body == b"v1"  # stale body; no retry before a TTL
         assert render.calls == 2
-        await asyncio.sleep(0.5)  # past TTL + stale: a miss, rendered in the request
+        await asyncio.sleep(1.0)  # past TTL + stale: a miss, rendered in the request
         with pytest.raises(RuntimeError, match="still down"):
             await cache.get("k", render)
 
