@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from api.serve import event_loop  # noqa: E402
+from api.settings import get_api_settings  # noqa: E402
 from bench.etl_load import START_MS, generate  # noqa: E402
 from etl.db import create_db_engine  # noqa: E402
 from etl.pipeline import run_pipeline  # noqa: E402
@@ -79,7 +81,8 @@ def serve(database_url: str, workers: int, port: int) -> subprocess.Popen[bytes]
     env = {
         **os.environ, "DATABASE_URL": database_url, "API_KEY": KEY, "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_DEFAULT": "100000000/minute", "RATE_LIMIT_CANDLES": "100000000/minute",
-        "RATE_LIMIT_PROBES": "100000000/minute", "DB_POOL_SIZE": "40",
+        "RATE_LIMIT_PROBES": "100000000/minute",
+        "DB_POOL_SIZE": "40",  # for PostgreSQL runs; SQLite caps its pool at 8 anyway
         "API_HOST": "127.0.0.1", "API_PORT": str(port), "API_WORKERS": str(workers),
         "GEMINI_BASE_URL": "http://127.0.0.1:9", **EXTRA_ENV,
     }  # fmt: skip
@@ -134,9 +137,12 @@ def main() -> int:
             port = free_port()
             process = serve(database_url, workers, port)
             try:
-                loop = EXTRA_ENV.get("API_EVENT_LOOP", "auto")
-                if loop == "auto":
-                    loop = "asyncio" if workers == 1 else "uvloop"
+                loop = event_loop(
+                    get_api_settings(
+                        api_workers=workers, _env_file=None,
+                        api_event_loop=EXTRA_ENV.get("API_EVENT_LOOP", "auto"),
+                    )
+                )  # fmt: skip
                 print(f"{workers} worker(s), {loop} loop, wrk -t2 -c64 -d{args.seconds}s:")
                 floor = None
                 for label, path in ROUTES.items():
