@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from slowapi.errors import RateLimitExceeded
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from etl.errors import GeminiError, UnknownAssetError
+from etl.core.errors import GeminiError, UnknownAssetError
 
 log = logging.getLogger("api.errors")
 PROBLEM_JSON = "application/problem+json"

@@ -29,9 +29,9 @@ from api.routes import candles, health, prices, prometheus, quality_runs, symbol
 from api.routes.health import VERSION
 from api.security import require_api_key
 from api.settings import ApiSettings, get_api_settings
-from etl.db import create_db_engine
-from etl.log import configure_logging
-from etl.sources.gemini_client import GeminiClient
+from etl.core.log import configure_logging
+from etl.db.engine import create_db_engine
+from etl.extract.gemini_client import GeminiClient
 
 log = logging.getLogger("api")
 

@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from etl.log import request_context
+from etl.core.log import request_context
 
 access_log = logging.getLogger("api.access")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

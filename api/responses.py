@@ -22,8 +22,8 @@ from fastapi import Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from etl.intervals import INTERVAL_MS
-from etl.models import from_epoch_ms
+from etl.core.clock import from_epoch_ms
+from etl.core.intervals import INTERVAL_MS
 
 log = logging.getLogger("api.cache")
 

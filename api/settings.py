@@ -1,6 +1,6 @@
 """Settings of the HTTP API: the data-side settings plus what serving needs.
 
-Keys (`API_KEY`, `API_KEYS`) live in `etl.settings.Settings` so logs can mask them
+Keys (`API_KEY`, `API_KEYS`) live in `etl.core.settings.Settings` so logs can mask them
 anywhere; this adds hosts, CORS, docs, limits and caching. Read once, in the lifespan.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from etl.settings import Settings, split_commas
+from etl.core.settings import Settings, split_commas
 
 PLACEHOLDER_KEYS = frozenset({"change-me", "changeme", "placeholder", "example", "secret", "dev"})
 MIN_PRODUCTION_KEY_LENGTH = 24

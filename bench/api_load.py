@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 from api.serve import event_loop  # noqa: E402
 from api.settings import get_api_settings  # noqa: E402
 from bench.etl_load import START_MS, generate  # noqa: E402
-from etl.db import create_db_engine  # noqa: E402
+from etl.core.settings import get_settings  # noqa: E402
+from etl.db.engine import create_db_engine  # noqa: E402
 from etl.pipeline import run_pipeline  # noqa: E402
-from etl.settings import get_settings  # noqa: E402
 from etl.sources.csv_files import CsvSource  # noqa: E402
 
 KEY = "bench-key-0123456789abcdefghij"

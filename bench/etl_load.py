@@ -37,9 +37,9 @@ START_MS = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
 DRIVER = """
 import json, resource, sys, time
 from pathlib import Path
-from etl.db import create_db_engine, migrate
+from etl.db.engine import create_db_engine, migrate
 from etl.pipeline import run_pipeline
-from etl.settings import get_settings
+from etl.core.settings import get_settings
 from etl.sources.csv_files import CsvSource
 settings = get_settings(database_url=sys.argv[1], log_level="WARNING", _env_file=None)
 engine = create_db_engine(settings)

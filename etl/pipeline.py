@@ -28,18 +28,18 @@ if __package__ in (None, ""):  # `python etl/pipeline.py` from the project root
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl.assets import AssetRegistry
-from etl.db import create_db_engine, migrate, write_transaction
-from etl.extract.parse import utc_now_ms
-from etl.ledger import finish_run, insert_quality, start_run, upsert_metric
-from etl.log import configure_logging, correlation
-from etl.quality import quality_report
-from etl.queries import latest_spread, series_profile, series_window
-from etl.settings import Settings, get_settings
+from etl.core.assets import AssetRegistry
+from etl.core.clock import utc_now_ms
+from etl.core.log import configure_logging, correlation
+from etl.core.settings import Settings, get_settings
+from etl.db.engine import create_db_engine, migrate, write_transaction
+from etl.load.ledger import finish_run, insert_quality, start_run, upsert_metric
+from etl.read.series import latest_spread, series_profile, series_window
 from etl.sources.base import RunContext, Source, SourceResult
 from etl.sources.csv_files import CsvSource
 from etl.sources.gemini import GeminiSource
 from etl.transform.metrics import series_metrics
+from etl.transform.quality import quality_report
 
 log = logging.getLogger("etl.pipeline")
 

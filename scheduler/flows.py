@@ -24,11 +24,11 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
-from etl.db import create_db_engine
+from etl.core.log import correlation
+from etl.core.settings import Settings, get_settings
+from etl.db.engine import create_db_engine
 from etl.extract.csv_reader import sniff
-from etl.log import correlation
 from etl.pipeline import RunSummary, begin_run, end_run
-from etl.settings import Settings, get_settings
 from etl.sources.base import RunContext, SourceResult
 from etl.sources.csv_files import CsvSource, discover
 from etl.sources.gemini import GeminiSource

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from etl.settings import Settings
+from etl.core.settings import Settings
 
 DEPLOYMENT_NAME = "crypto-etl-scheduled"
 

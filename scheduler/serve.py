@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from etl.settings import get_settings
+from etl.core.settings import get_settings
 from scheduler.flows import etl_flow
 from scheduler.schedule import DEPLOYMENT_NAME, schedule_kwargs
 

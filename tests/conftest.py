@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from etl.db import create_db_engine, migrate
-from etl.settings import Settings, get_settings
+from etl.core.settings import Settings, get_settings
+from etl.db.engine import create_db_engine, migrate
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "real"

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from etl.core.settings import Settings
 from etl.pipeline import RunSummary, run_pipeline
-from etl.settings import Settings
 from etl.sources.csv_files import ChunkHook, CsvSource
 
 

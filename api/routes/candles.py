@@ -21,9 +21,9 @@ from api.rate_limit import RouteLimits
 from api.responses import respond
 from api.routes.common import SymbolPath
 from api.schemas import CandlePage
-from etl.extract.parse import utc_now_ms
-from etl.read import resolve_asset
-from etl.read_candles import candle_page, choose_series
+from etl.core.clock import utc_now_ms
+from etl.read.assets import resolve_asset
+from etl.read.candles import candle_page, choose_series
 
 Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "6h", "1d", "1w"]
 TIME_PATTERN = r"^(\d{1,13}|\d{4}-\d{2}-\d{2}([T ][0-9:.]{2,15})?(Z|[+-]\d{2}:?\d{2})?)$"

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Path, Query
 from sqlalchemy import Connection
 
-from etl.read import AssetRow, list_assets, resolve_asset
+from etl.read.assets import AssetRow, list_assets, resolve_asset
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
 SymbolPath = Annotated[

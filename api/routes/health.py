@@ -12,8 +12,10 @@ from api.errors import Problem
 from api.rate_limit import RouteLimits, storage_state
 from api.responses import age_seconds, body_of, freshness, respond, utc
 from api.schemas import Freshness, Health, Link, Live, Root, RunBrief
-from etl.db import current_revision, head_revision
-from etl.read import latest_metrics, list_assets, list_runs, schema_ok
+from etl.db.engine import current_revision, head_revision
+from etl.read.assets import list_assets
+from etl.read.prices import latest_metrics
+from etl.read.runs import list_runs, schema_ok
 
 VERSION = "0.1.0"
 PLATFORM = f"{platform.python_implementation()} {platform.python_version()} {platform.system()}"

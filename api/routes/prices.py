@@ -8,8 +8,8 @@ from api.rate_limit import RouteLimits
 from api.responses import age_seconds, body_of, freshness, respond, utc
 from api.routes.common import SymbolsQuery, selected_assets
 from api.schemas import Latest, LatestList, MetricList, MetricOut
-from etl.intervals import INTERVAL_MS
-from etl.read import latest_metrics, latest_ticker
+from etl.core.intervals import INTERVAL_MS
+from etl.read.prices import latest_metrics, latest_ticker
 
 
 def _latest(

@@ -13,7 +13,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.rate_limit import RouteLimits
 from api.responses import freshness
-from etl.read import latest_metrics, list_assets, list_runs
+from etl.read.assets import list_assets
+from etl.read.prices import latest_metrics
+from etl.read.runs import list_runs
 
 
 class LedgerCollector(Collector):

@@ -10,7 +10,7 @@ from api.responses import body_of, respond, utc
 from api.routes.common import SymbolsQuery, selected_assets
 from api.routes.symbols import quality_out
 from api.schemas import QualityList, RunList, RunOut
-from etl.read import get_run, latest_quality, list_runs
+from etl.read.runs import get_run, latest_quality, list_runs
 
 
 def run_out(row: dict[str, Any]) -> RunOut:

@@ -19,16 +19,10 @@ from api.schemas import (
     SymbolOut,
     TickerOut,
 )
-from etl.read import (
-    AssetRow,
-    latest_metrics,
-    latest_quality,
-    latest_ticker,
-    list_assets,
-    resolve_asset,
-    series_coverage,
-)
-from etl.sources.gemini_client import gemini_symbols
+from etl.extract.gemini_client import gemini_symbols
+from etl.read.assets import AssetRow, list_assets, resolve_asset
+from etl.read.prices import latest_metrics, latest_ticker, series_coverage
+from etl.read.runs import latest_quality
 
 
 def symbol_out(conn: Connection, asset: AssetRow) -> SymbolOut:

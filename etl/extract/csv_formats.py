@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from typing_extensions import override
 
+from etl.core.intervals import DAY_MS
+from etl.core.series import OHLC
 from etl.extract.parse import (
     datetimes_to_ms,
     epoch_to_ms,
@@ -29,13 +31,11 @@ from etl.extract.parse import (
     parse_numbers,
     timestamps_to_ms,
 )
-from etl.intervals import DAY_MS
 
 CANONICAL_COLUMNS = (
     "symbol", "name", "open_time", "open", "high", "low", "close", "volume", "volume_quote",
     "parse_error",
 )  # fmt: skip
-OHLC = ("open", "high", "low", "close")
 
 
 def normalise_header(cells: list[str]) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from etl.errors import UnrecognisedFormatError
+from etl.core.errors import UnrecognisedFormatError
 from etl.extract.csv_formats import FORMATS, CsvFormat, Layout, detect
 
 SNIFF_LINES = 5

@@ -8,7 +8,7 @@ malformed are kept apart: the validator reports them with different reasons.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 
 import pandas as pd
 
@@ -103,7 +103,3 @@ def first_error(*columns: pd.Series) -> pd.Series:
     for column in columns:
         result = result.where(result.notna(), column)
     return result
-
-
-def utc_now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)

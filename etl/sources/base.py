@@ -1,24 +1,22 @@
 """The seam every source plugs into: a `Source` turns a `RunContext` into a `SourceResult`.
 
 A live source (Gemini) implements the same protocol and loads through the same path
-(`etl.load.CandleWriter`, `etl.validate`), so the ledger, the quarantine and the quality
-report treat every source alike.
+(`etl.load.writer`, `etl.transform.validate`), so the ledger, the quarantine and the
+quality report treat every source alike.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import Engine
 
-from etl.assets import AssetRegistry
-from etl.settings import Settings
+from etl.core.assets import AssetRegistry
+from etl.core.series import SeriesKey, SeriesStats
+from etl.core.settings import Settings
 
 SourceStatus = Literal["success", "partial", "failed", "skipped"]
-SeriesKey = tuple[int, str, str]  # (asset_id, source, interval)
-INCOMPLETE_CODES = frozenset({"missing_symbol", "missing_timestamp", "missing_ohlc", "parse_error"})
 
 
 @dataclass
@@ -29,33 +27,6 @@ class RunContext:
     registry: AssetRegistry
     now_ms: int
     show_progress: bool = False
-
-
-@dataclass
-class SeriesStats:
-    """Row-level facts about one series in one run, for its quality report."""
-
-    rows: int = 0
-    null_cells: int = 0
-    required_cells: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def incomplete(self) -> int:
-        return sum(n for code, n in self.rejected.items() if code in INCOMPLETE_CODES)
-
-    @property
-    def inconsistent(self) -> int:
-        return (
-            sum(n for code, n in self.rejected.items() if code not in INCOMPLETE_CODES)
-            - self.rejected["duplicate_key"]
-        )
-
-    def merge(self, other: SeriesStats) -> None:
-        self.rows += other.rows
-        self.null_cells += other.null_cells
-        self.required_cells += other.required_cells
-        self.rejected.update(other.rejected)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The historical source: CSV files (a file or a folder, `*.csv`), one atomic batch each.
 
 Per file: hash the content and skip it when that hash was already loaded; otherwise, in
-one write transaction (locked, see `etl.db.write_transaction`), stream its chunks through
+one write transaction (locked, see `etl.db.engine.write_transaction`), stream its chunks through
 validation and the upsert, quarantine the rejected rows with their raw text, and record
 the batch. A file that cannot be recognised or read fails alone (the source is then
 `partial`); a database failure rolls the file back and fails the run.
@@ -20,22 +20,23 @@ import pandas as pd
 from sqlalchemy import Connection, insert, update
 from tqdm import tqdm
 
-from etl.assets import AssetRef, AssetRegistry
-from etl.db import is_sqlite
-from etl.errors import EtlError, FileExtractError, LoadError
-from etl.extract.csv_formats import OHLC, CsvFormat, Layout
+from etl.core.assets import AssetRef, AssetRegistry
+from etl.core.errors import EtlError, FileExtractError, LoadError
+from etl.core.intervals import infer_interval, interval_from_name
+from etl.core.series import OHLC, SeriesStats
+from etl.db.engine import is_sqlite
+from etl.db.models import SourceBatch
+from etl.extract.csv_formats import CsvFormat, Layout
 from etl.extract.csv_reader import Chunk, RawLines, file_sha256, iter_chunks, sniff
-from etl.intervals import infer_interval, interval_from_name
-from etl.load import (
+from etl.load.writer import (
     CandleWriter,
     batch_already_loaded,
     ensure_asset,
     insert_rejected,
     load_transaction,
 )
-from etl.models import SourceBatch
-from etl.sources.base import RunContext, SeriesStats, SourceResult
-from etl.validate import ASSET_SHIFT, SeenKeys, validate_candles
+from etl.sources.base import RunContext, SourceResult
+from etl.transform.validate import ASSET_SHIFT, SeenKeys, validate_candles
 
 log = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("open_time", *OHLC)

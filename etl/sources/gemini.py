@@ -28,15 +28,16 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, insert, select
 
-from etl.assets import AssetRef
-from etl.errors import GeminiError
-from etl.load import CandleWriter, ensure_asset, insert_rejected, load_transaction
-from etl.models import Candle, SourceBatch, Ticker
-from etl.queries import RAW_OPEN_TIME
-from etl.sources.base import RunContext, SeriesStats, SourceResult
-from etl.sources.gemini_client import GeminiClient
-from etl.sources.gemini_models import GeminiSymbol, PubTicker, candles_frame
-from etl.validate import validate_candles
+from etl.core.assets import AssetRef
+from etl.core.errors import GeminiError
+from etl.core.series import SeriesStats
+from etl.db.models import Candle, SourceBatch, Ticker
+from etl.extract.gemini_client import GeminiClient
+from etl.extract.gemini_models import GeminiSymbol, PubTicker, candles_frame
+from etl.load.writer import CandleWriter, ensure_asset, insert_rejected, load_transaction
+from etl.read.rows import RAW_OPEN_TIME
+from etl.sources.base import RunContext, SourceResult
+from etl.transform.validate import validate_candles
 
 log = logging.getLogger(__name__)
 SOURCE = "gemini"

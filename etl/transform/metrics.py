@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etl.intervals import DAY_MS, HOUR_MS, interval_ms
+from etl.core.intervals import DAY_MS, HOUR_MS, interval_ms
 
 HISTORY_BARS = 300  # bars loaded before the 30d window so the EMAs have converged
 CHANGE_WINDOWS = {"1h": HOUR_MS, "24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
@@ -100,7 +100,7 @@ def _sum_or_none(values: pd.Series) -> float | None:
 
 
 def series_metrics(series: pd.DataFrame, interval: str) -> dict[str, Any]:
-    """Every metric of the series as of its newest bar (keys match `etl.models.Metric`)."""
+    """Every metric of the series as of its newest bar (keys match `etl.db.models.Metric`)."""
     step = interval_ms(interval)
     closes = series["close"]
     day = _window(series, DAY_MS, step)

@@ -13,10 +13,10 @@ from sqlalchemy import Engine, text
 
 from api.main import create_app
 from api.settings import ApiSettings, get_api_settings
-from etl.db import create_db_engine
+from etl.db.engine import create_db_engine
+from etl.extract.gemini_client import reset_breakers
 from etl.pipeline import run_pipeline
 from etl.sources.csv_files import CsvSource
-from etl.sources.gemini_client import reset_breakers
 from tests.conftest import POSTGRES_URL, REAL, _postgres_admin
 
 KEY = "test-key-0123456789abcdef"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from etl.assets import AssetRegistry
-from etl.errors import UnknownAssetError
-from etl.settings import get_settings, normalise_database_url
+from etl.core.assets import AssetRegistry
+from etl.core.errors import UnknownAssetError
+from etl.core.settings import get_settings, normalise_database_url
 
 
 @pytest.mark.parametrize(

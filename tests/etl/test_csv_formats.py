@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from etl.errors import UnrecognisedFormatError
+from etl.core.errors import UnrecognisedFormatError
 from etl.extract.csv_reader import iter_chunks, raw_lines, sniff
 from tests.conftest import FORMATS, REAL
 

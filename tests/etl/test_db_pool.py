@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import exc, text
 
-from etl.db import SQLITE_MAX_READERS, create_db_engine
-from etl.settings import get_settings
+from etl.core.settings import get_settings
+from etl.db.engine import SQLITE_MAX_READERS, create_db_engine
 
 
 def test_the_pool_is_fixed_and_a_request_beyond_it_waits(database_url: str) -> None:

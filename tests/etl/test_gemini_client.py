@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from etl.errors import GeminiError
-from etl.settings import Settings, get_settings
-from etl.sources.gemini_client import GeminiClient, gemini_symbols, reset_breakers
-from etl.sources.gemini_models import GeminiSymbol
+from etl.core.errors import GeminiError
+from etl.core.settings import Settings, get_settings
+from etl.extract.gemini_client import GeminiClient, gemini_symbols, reset_breakers
+from etl.extract.gemini_models import GeminiSymbol
 from tests.gemini_double import GeminiDouble, start, stop
 
 NOW_MS = 1_764_460_800_000  # 2025-11-30T00:00Z

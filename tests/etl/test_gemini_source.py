@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
+from etl.core.settings import Settings
+from etl.extract.gemini_client import GeminiClient, reset_breakers
 from etl.pipeline import RunSummary, run_pipeline
-from etl.settings import Settings
 from etl.sources.csv_files import CsvSource
 from etl.sources.gemini import GeminiSource
-from etl.sources.gemini_client import GeminiClient, reset_breakers
 from tests.conftest import REAL
 from tests.gemini_double import GeminiDouble, start, stop
 from tests.helpers import rows, scalar

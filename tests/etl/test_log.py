@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from etl.log import configure_logging, correlation
-from etl.settings import get_settings
+from etl.core.log import configure_logging, correlation
+from etl.core.settings import get_settings
 
 
 def test_secrets_are_masked_everywhere_in_a_log_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from etl.intervals import DAY_MS, HOUR_MS
-from etl.settings import Settings
+from etl.core.intervals import DAY_MS, HOUR_MS
+from etl.core.settings import Settings
 from etl.transform.metrics import series_metrics
 from tests.conftest import REAL
 from tests.helpers import rows, run_csv

@@ -12,9 +12,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from etl.db import create_db_engine, current_revision, head_revision, migrate
-from etl.models import Base
-from etl.settings import get_settings
+from etl.core.settings import get_settings
+from etl.db.engine import create_db_engine, current_revision, head_revision, migrate
+from etl.db.models import Base
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from etl.settings import Settings
+from etl.core.settings import Settings
 from tests.conftest import FORMATS, REAL
 from tests.helpers import file_detail, rows, run_csv, scalar
 

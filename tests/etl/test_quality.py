@@ -7,9 +7,9 @@ import json
 import pytest
 from sqlalchemy import Engine
 
-from etl.intervals import HOUR_MS
-from etl.quality import find_gaps
-from etl.settings import Settings
+from etl.core.intervals import HOUR_MS
+from etl.core.settings import Settings
+from etl.transform.quality import find_gaps
 from tests.conftest import REAL
 from tests.helpers import rows, run_csv
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import Engine
 
-from etl.settings import Settings
-from etl.validate import SeenKeys, validate_candles
+from etl.core.settings import Settings
+from etl.transform.validate import SeenKeys, validate_candles
 from tests.helpers import rows, run_csv
 
 HEADER = "symbol,timestamp,open,high,low,close,volume"

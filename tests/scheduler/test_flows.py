@@ -11,8 +11,8 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import Engine
 
+from etl.core.settings import Settings, get_settings
 from etl.pipeline import run_pipeline
-from etl.settings import Settings, get_settings
 from etl.sources.csv_files import CsvSource
 from scheduler.flows import EtlParameters, etl_flow, load_csv, open_run, plan_files
 from scheduler.schedule import schedule_kwargs
@@ -55,7 +55,7 @@ def test_flow_loads_the_same_rows_as_the_cli(
         == "prefect"
     )
     cli_settings = get_settings(database_url=f"sqlite:///{tmp_path / 'cli.db'}", _env_file=None)
-    from etl.db import create_db_engine
+    from etl.db.engine import create_db_engine
 
     cli_engine = create_db_engine(cli_settings)
     run_pipeline(cli_settings, sources=[CsvSource(FILES)], engine=cli_engine)

@@ -24,7 +24,7 @@ from filelock import FileLock
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from etl.settings import Settings
+from etl.core.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Arbitrary constant for pg_advisory_xact_lock: "crypto-etl" load lock.

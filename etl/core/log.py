@@ -14,7 +14,7 @@ from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
-from etl.settings import Settings, secret_values
+from etl.core.settings import Settings, secret_values
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed over by `etl.db.migrate`, or on
+"""Alembic environment: runs on the connection handed over by `etl.db.engine.migrate`, or on
 `sqlalchemy.url` (from alembic.ini / DATABASE_URL) when called as `alembic upgrade head`."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from etl.db import create_db_engine
-from etl.models import Base
-from etl.settings import get_settings
+from etl.core.settings import get_settings
+from etl.db.engine import create_db_engine
+from etl.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

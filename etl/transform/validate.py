@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from etl.extract.csv_formats import OHLC
+from etl.core.series import OHLC
 
 EARLIEST_MS = 1_230_940_800_000  # 2009-01-03T00:00:00Z
 ASSET_SHIFT = 1 << 42  # open_time ms < 2^42 until the year 2109

@@ -37,9 +37,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from etl.errors import GeminiError, GeminiRequestError, GeminiTransientError
-from etl.settings import GEMINI_TIME_FRAMES, Settings
-from etl.sources.gemini_models import (
+from etl.core.errors import GeminiError, GeminiRequestError, GeminiTransientError
+from etl.core.settings import GEMINI_TIME_FRAMES, Settings
+from etl.extract.gemini_models import (
     CandleRow,
     GeminiSymbol,
     PriceFeedItem,

@@ -8,9 +8,9 @@ from sqlalchemy import Connection, Engine, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from etl.db import is_sqlite
-from etl.models import EtlRun, Metric, QualityReport
-from etl.sources.base import SeriesKey
+from etl.core.series import SeriesKey
+from etl.db.engine import is_sqlite
+from etl.db.models import EtlRun, Metric, QualityReport
 
 
 def start_run(engine: Engine, *, run_id: str, trigger: str, now_ms: int) -> None:

@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from etl.intervals import interval_ms
-from etl.models import from_epoch_ms
-from etl.queries import SeriesProfile
-from etl.sources.base import SeriesStats
+from etl.core.clock import from_epoch_ms
+from etl.core.intervals import interval_ms
+from etl.core.series import SeriesProfile, SeriesStats
 
 WEIGHTS = {"completeness": 30, "consistency": 30, "coverage": 20, "freshness": 10, "activity": 10}
 MAX_GAPS_LISTED = 100

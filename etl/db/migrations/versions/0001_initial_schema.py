@@ -59,7 +59,7 @@ def upgrade() -> None:
     op.create_index("ix_source_batch_run_id", "source_batch", ["run_id"])
     op.create_table(
         "candle",
-        sa.Column("asset_id", sa.Integer(), primary_key=True),  # no FK: see etl.models.Candle
+        sa.Column("asset_id", sa.Integer(), primary_key=True),  # no FK: see etl.db.models.Candle
         sa.Column("source", sa.String(32), primary_key=True),
         sa.Column("interval", sa.String(8), primary_key=True),
         sa.Column("open_time", sa.BigInteger(), primary_key=True),

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Connection, func, literal, select, type_coerce
 
-from etl.intervals import DAY_MS, INTERVAL_MS
-from etl.models import Candle, Metric
-from etl.queries import RAW_OPEN_TIME, fetch_tuples
+from etl.core.intervals import DAY_MS, INTERVAL_MS
+from etl.db.models import Candle, Metric
+from etl.read.rows import RAW_OPEN_TIME, fetch_tuples
 
 WEEK_ANCHOR_MS = 4 * DAY_MS  # 1970-01-05, a Monday
 VALUES = (Candle.open, Candle.high, Candle.low, Candle.close, Candle.volume, Candle.volume_quote)

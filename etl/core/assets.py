@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from etl.errors import UnknownAssetError
+from etl.core.errors import UnknownAssetError
 
 DEFAULT_QUOTE = "USD"
 # Longest first, so BTCUSDT is BTC/USDT rather than BTCUSD + T.

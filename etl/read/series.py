@@ -2,44 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Connection, Select, case, func, select, type_coerce
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from etl.intervals import interval_ms
-from etl.models import Candle, Ticker
-from etl.sources.base import SeriesKey
+from etl.core.intervals import interval_ms
+from etl.core.series import SeriesKey, SeriesProfile
+from etl.db.models import Candle, Ticker
+from etl.read.rows import RAW_OPEN_TIME, fetch_tuples
 from etl.transform.metrics import HISTORY_BARS
 
-RAW_OPEN_TIME = type_coerce(Candle.open_time, BigInteger)  # epoch ms, no datetime round trip
 _VALUES = (Candle.open, Candle.high, Candle.low, Candle.close, Candle.volume, Candle.volume_quote)
 
 
 def _series_filter(key: SeriesKey) -> tuple[ColumnElement[bool], ...]:
     asset_id, source, interval = key
     return (Candle.asset_id == asset_id, Candle.source == source, Candle.interval == interval)
-
-
-def fetch_tuples(conn: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
-    """Plain driver tuples for a Core select: for thousands of rows, SQLAlchemy's Row
-    objects cost 3x the fetch itself. The statement is still compiled and bound by
-    SQLAlchemy (no string-built SQL)."""
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = (
-        compiled.params
-        if conn.dialect.paramstyle in ("pyformat", "named")
-        else tuple(compiled.params[name] for name in compiled.positiontup or ())
-    )
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(str(compiled), params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
 
 
 def series_window(conn: Connection, key: SeriesKey, *, days: int = 31) -> pd.DataFrame:
@@ -56,17 +35,6 @@ def series_window(conn: Connection, key: SeriesKey, *, days: int = 31) -> pd.Dat
     columns = ["open_time", *(c.key for c in _VALUES)]
     frame = pd.DataFrame(data[::-1], columns=columns)
     return frame.astype({"open_time": "int64"})
-
-
-@dataclass(frozen=True)
-class SeriesProfile:
-    """What quality needs of a stored series, computed in the database (bounded memory)."""
-
-    bars: int
-    first_open: int
-    last_open: int
-    zero_volume_bars: int
-    gap_edges: list[tuple[int, int]]  # (open time before the gap, open time after it)
 
 
 def series_profile(conn: Connection, key: SeriesKey) -> SeriesProfile | None:

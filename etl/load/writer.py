@@ -5,7 +5,7 @@
   began cannot conflict, so it is copied straight into `candle`; the other rows go to a
   transaction-scoped staging table and are applied with one `UPDATE ... FROM` (only rows
   whose values changed) and one `INSERT ... WHERE NOT EXISTS`. Writers hold the load lock
-  (`etl.db.write_transaction`), so no other writer can slip a row in between.
+  (`etl.db.engine.write_transaction`), so no other writer can slip a row in between.
 - SQLite: the DB-API cursor's `executemany` of
   `INSERT ... ON CONFLICT DO UPDATE ... WHERE <something changed>` in the caller's
   `BEGIN IMMEDIATE` transaction.
@@ -31,12 +31,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl.assets import AssetRef
-from etl.db import is_sqlite, write_transaction
-from etl.errors import LoadError
-from etl.intervals import interval_ms
-from etl.models import Asset, Candle, RejectedRow, SourceBatch
-from etl.pgcopy import Field, payload
+from etl.core.assets import AssetRef
+from etl.core.errors import LoadError
+from etl.core.intervals import interval_ms
+from etl.db.engine import is_sqlite, write_transaction
+from etl.db.models import Asset, Candle, RejectedRow, SourceBatch
+from etl.load.pgcopy import Field, payload
 
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "volume_quote")
 CANDLE_COLUMNS = (

@@ -8,7 +8,7 @@ hands back timezone-aware UTC datetimes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,19 +28,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from typing_extensions import override
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from etl.core.clock import from_epoch_ms, to_epoch_ms
+
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 RUN_STATUSES = ("running", "success", "partial", "failed")
-
-
-def to_epoch_ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware UTC")
-    return (value - EPOCH) // timedelta(milliseconds=1)
-
-
-def from_epoch_ms(value: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=int(value))
 
 
 class EpochMs(TypeDecorator[datetime]):
@@ -67,7 +58,7 @@ class Base(DeclarativeBase):
 
 
 class Asset(Base):
-    """A canonical trading pair, e.g. BTCUSD; aliases resolve to it (see `etl.assets`)."""
+    """A canonical trading pair, e.g. BTCUSD; aliases resolve to it (see `etl.core.assets`)."""
 
     __tablename__ = "asset"
 

@@ -1,0 +1,78 @@
+"""Latest prices and metrics of an asset (behind `/latest`, `/metrics`, `/symbol/{s}`).
+
+A **series** is (asset, source, interval). An asset's *preferred* series is the one with
+the newest bar; on a tie the finest interval wins. Latest values come from the `metric`
+table (one small row per series and run), never from scanning `candle`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, and_, func, select, type_coerce
+
+from etl.core.intervals import INTERVAL_MS
+from etl.db.models import Candle, Metric, Ticker
+from etl.read.rows import RAW_OPEN_TIME, plain
+
+
+def _metric_columns() -> list[Any]:
+    return [c for c in Metric.__table__.c if c.name not in ("run_id",)]
+
+
+def latest_metrics(conn: Connection, asset_id: int) -> list[dict[str, Any]]:
+    """The newest metric row of each series of the asset, preferred series first."""
+    table = Metric.__table__
+    newest = (
+        select(table.c.source, table.c.interval, func.max(table.c.as_of).label("as_of"))
+        .where(table.c.asset_id == asset_id)
+        .group_by(table.c.source, table.c.interval)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(*_metric_columns()).join(
+            newest,
+            and_(
+                table.c.asset_id == asset_id,
+                table.c.source == newest.c.source,
+                table.c.interval == newest.c.interval,
+                table.c.as_of == newest.c.as_of,
+            ),
+        )
+    ).mappings().all()  # fmt: skip
+    found = [plain(r) for r in rows]
+    found.sort(key=lambda m: (-int(m["as_of"]), INTERVAL_MS.get(m["interval"], 0)))
+    return found
+
+
+def latest_ticker(conn: Connection, asset_id: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(
+            type_coerce(Ticker.observed_at, BigInteger).label("observed_at"), Ticker.source,
+            Ticker.bid, Ticker.ask, Ticker.last, Ticker.volume_base_24h, Ticker.volume_quote_24h,
+        )
+        .where(Ticker.asset_id == asset_id)
+        .order_by(Ticker.observed_at.desc(), Ticker.id.desc())
+        .limit(1)
+    ).mappings().first()  # fmt: skip
+    return dict(row) if row else None
+
+
+def series_coverage(conn: Connection, asset_id: int) -> list[dict[str, Any]]:
+    """First and last bar and count per series of the asset (min/max use the key index)."""
+    series = conn.execute(
+        select(Metric.source, Metric.interval).where(Metric.asset_id == asset_id).distinct()
+    ).all()
+    coverage = []
+    for source, interval in series:
+        first, last, bars = conn.execute(
+            select(func.min(RAW_OPEN_TIME), func.max(RAW_OPEN_TIME), func.count()).where(
+                Candle.asset_id == asset_id, Candle.source == source, Candle.interval == interval
+            )
+        ).one()
+        if bars:
+            coverage.append(
+                {"source": source, "interval": interval, "first_open": int(first),
+                 "last_open": int(last), "bars": int(bars)}
+            )  # fmt: skip
+    return sorted(coverage, key=lambda c: (c["source"], INTERVAL_MS[c["interval"]]))
