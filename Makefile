@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install run etl test lint bench clean
+# Coverage floor per package, enforced by `make test` (and so by CI).
+COVERAGE_FLOOR := 90
 
 $(STAMP): requirements.txt requirements-api.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,12 +25,16 @@ run: install
 etl: run
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile
+	rm -f .coverage .coverage.*
+	$(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=
+	$(PY) -m coverage report --include='etl/*' --fail-under=$(COVERAGE_FLOOR)
+	$(PY) -m coverage report --include='api/*' --fail-under=$(COVERAGE_FLOOR)
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy etl api scheduler tests bench
+	$(VENV)/bin/lint-imports
 
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
