@@ -34,6 +34,7 @@ from etl.load.writer import (
     ensure_asset,
     insert_rejected,
     load_transaction,
+    open_candle_writer,
 )
 from etl.sources.base import RunContext, SourceResult
 from etl.transform.validate import ASSET_SHIFT, SeenKeys, validate_candles
@@ -208,7 +209,7 @@ class _FileLoad:
 
     def _writer(self, batch_id: int) -> CandleWriter:
         interval = self.interval or self.fmt.fixed_interval or "1d"
-        return CandleWriter(
+        return open_candle_writer(
             self.conn, source=self.source, interval=interval, batch_id=batch_id,
             now_ms=self.ctx.now_ms, reader=self.side,
         )  # fmt: skip

@@ -34,7 +34,7 @@ from etl.core.series import SeriesStats
 from etl.db.models import Candle, SourceBatch, Ticker
 from etl.extract.gemini_client import GeminiClient
 from etl.extract.gemini_models import GeminiSymbol, PubTicker, candles_frame
-from etl.load.writer import CandleWriter, ensure_asset, insert_rejected, load_transaction
+from etl.load.writer import ensure_asset, insert_rejected, load_transaction, open_candle_writer
 from etl.read.rows import RAW_OPEN_TIME
 from etl.sources.base import RunContext, SourceResult
 from etl.transform.validate import validate_candles
@@ -196,7 +196,7 @@ class _GeminiRun:
                         rows_rejected=len(checked.rejected), created_at=self.ctx.now_ms)
                 .returning(SourceBatch.id)
             ).scalar_one()  # fmt: skip
-            writer = CandleWriter(
+            writer = open_candle_writer(
                 conn, source=SOURCE, interval=interval, batch_id=batch_id, now_ms=self.ctx.now_ms
             )
             try:
