@@ -94,9 +94,14 @@ class HotCache:
     correctness."""
 
     def __init__(
-        self, ttl_seconds: float, stale_seconds: float = 0.0, max_bytes: int = 64 << 20
+        self,
+        ttl_seconds: float,
+        stale_seconds: float = 0.0,
+        max_bytes: int = 64 << 20,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl, self.stale = ttl_seconds, stale_seconds
+        self._clock = clock  # injectable: tests move time instead of sleeping
         self.enabled = ttl_seconds > 0
         # Bounded by the bytes held, not entries: a 5,000-bar page is ~1 MB. A body over
         # 1/16 of the budget is served but not kept.
@@ -112,7 +117,7 @@ class HotCache:
         if not self.enabled:
             return await run_in_threadpool(lambda: Rendered.of(render()))
         entry = self._entries.get(key)
-        now = time.monotonic()
+        now = self._clock()
         if entry is not None and now - entry.rendered_at < self.ttl + self.stale:
             if now >= entry.refresh_at and key not in self._refreshing:
                 entry.refresh_at = now + self.ttl  # the next try, should this one fail
@@ -129,7 +134,7 @@ class HotCache:
         async def run() -> Rendered:
             try:
                 rendered = await run_in_threadpool(lambda: Rendered.of(render()))
-                now = time.monotonic()
+                now = self._clock()
                 if len(rendered.body) <= self._largest:
                     self._entries[key] = _Entry(rendered, now, now + self.ttl)
                 return rendered

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +13,24 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.responses import HotCache, etag_of
 from tests.api.conftest import KEY, api_settings
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (no real sleeps for TTLs)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def settle(task_done: Callable[[], bool]) -> None:
+    """Let background refreshes run: yield to the loop until `task_done` or 5 s pass."""
+    for _ in range(500):
+        if task_done():
+            return
+        await asyncio.sleep(0.01)
 
 
 class Renders:
@@ -52,19 +71,17 @@ def test_an_expired_entry_is_served_stale_while_one_refresh_runs() -> None:
     render = Renders(b"v1", b"v2")
 
     async def scenario() -> None:
-        cache = HotCache(ttl_seconds=0.01, stale_seconds=60)
+        clock = Clock()
+        cache = HotCache(ttl_seconds=10, stale_seconds=60, clock=clock)
         assert (await cache.get("k", render)).body == b"v1"
-        await asyncio.sleep(0.02)  # past the TTL
+        clock.now += 11  # past the TTL
         render.gate.clear()  # the refresh will block until released
         # Served at once from the stale entry: were the request waiting for the blocked
         # refresh, wait_for would time out.
         for _ in range(5):
             assert (await asyncio.wait_for(cache.get("k", render), timeout=1)).body == b"v1"
         render.gate.set()
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if (await cache.get("k", render)).body == b"v2":
-                break
+        await settle(lambda: render.calls == 2 and not cache._refreshing)
         assert (await cache.get("k", render)).body == b"v2"
 
     asyncio.run(scenario())
@@ -75,14 +92,16 @@ def test_a_failed_refresh_keeps_the_stale_body_and_logs(caplog: pytest.LogCaptur
     render = Renders(b"v1", RuntimeError("database down"), RuntimeError("still down"))
 
     async def scenario() -> None:
-        cache = HotCache(ttl_seconds=0.5, stale_seconds=1.0)
+        clock = Clock()
+        cache = HotCache(ttl_seconds=10, stale_seconds=20, clock=clock)
         assert (await cache.get("k", render)).body == b"v1"
-        await asyncio.sleep(0.55)
+        clock.now += 11
         assert (await cache.get("k", render)).body == b"v1"  # starts the refresh, which fails
-        await asyncio.sleep(0.05)
+        await settle(lambda: not cache._refreshing)
+        clock.now += 1
         assert (await cache.get("k", render)).body == b"v1"  # stale body; no retry before a TTL
         assert render.calls == 2
-        await asyncio.sleep(1.0)  # past TTL + stale: a miss, rendered in the request
+        clock.now += 20  # past TTL + stale: a miss, rendered in the request
         with pytest.raises(RuntimeError, match="still down"):
             await cache.get("k", render)
 
