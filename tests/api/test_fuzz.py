@@ -15,7 +15,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from api.main import create_app
-from tests.api.conftest import KEY, api_settings
+from tests.api.helpers import KEY, api_settings
 from tests.gemini_double import GeminiDouble, start, stop
 
 

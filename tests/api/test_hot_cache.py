@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.responses import HotCache, etag_of
-from tests.api.conftest import KEY, api_settings
+from tests.api.helpers import KEY, api_settings
 
 
 class Clock:

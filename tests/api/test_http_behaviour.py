@@ -11,7 +11,7 @@ from sqlalchemy import create_engine
 
 from api.main import create_app
 from api.settings import get_api_settings
-from tests.api.conftest import api_settings, problem
+from tests.api.helpers import api_settings, problem
 
 
 @pytest.mark.parametrize(

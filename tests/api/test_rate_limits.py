@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.rate_limit import storage_uri
-from tests.api.conftest import KEY, OTHER_KEY, api_settings, problem
+from tests.api.helpers import KEY, OTHER_KEY, api_settings, problem
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from api.main import create_app
-from tests.api.conftest import KEY, OTHER_KEY, api_settings, problem
+from tests.api.helpers import KEY, OTHER_KEY, api_settings, problem
 
 PUBLIC = {"/health/live", "/health/ready"}
 SAMPLE_PATH_VALUES = {"symbol": "bitcoin", "run_id": "00000000-0000-0000-0000-000000000000"}

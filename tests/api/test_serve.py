@@ -20,7 +20,7 @@ from uvicorn.server import ServerState
 
 from api.serve import NoDelayHttpProtocol, ensure_local_key, event_loop
 from api.settings import get_api_settings
-from tests.api.conftest import KEY
+from tests.api.helpers import KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from tests.conftest import FORMATS, REAL
+from tests.databases import FORMATS, REAL
 from tests.gemini_double import GeminiDouble, start, stop
 
 ROOT = Path(__file__).resolve().parents[2]

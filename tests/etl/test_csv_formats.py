@@ -11,7 +11,7 @@ import pytest
 
 from etl.core.errors import UnrecognisedFormatError
 from etl.extract.csv_reader import iter_chunks, raw_lines, sniff
-from tests.conftest import FORMATS, REAL
+from tests.databases import FORMATS, REAL
 
 
 def ms(text: str) -> int:

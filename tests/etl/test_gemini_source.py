@@ -15,7 +15,7 @@ from etl.extract.gemini_client import GeminiClient, reset_breakers
 from etl.pipeline import RunSummary, run_pipeline
 from etl.sources.csv_files import CsvSource
 from etl.sources.gemini import GeminiSource
-from tests.conftest import REAL
+from tests.databases import REAL
 from tests.gemini_double import GeminiDouble, start, stop
 from tests.helpers import rows, scalar
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from etl.core.intervals import DAY_MS, HOUR_MS
 from etl.core.settings import Settings
 from etl.transform.metrics import series_metrics
-from tests.conftest import REAL
+from tests.databases import REAL
 from tests.helpers import rows, run_csv
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00Z

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from etl.core.settings import Settings
-from tests.conftest import FORMATS, REAL
+from tests.databases import FORMATS, REAL
 from tests.helpers import file_detail, rows, run_csv, scalar
 
 REAL_EXPECTED = {

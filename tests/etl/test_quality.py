@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from etl.core.intervals import HOUR_MS
 from etl.core.settings import Settings
 from etl.transform.quality import find_gaps
-from tests.conftest import REAL
+from tests.databases import REAL
 from tests.helpers import rows, run_csv
 
 

@@ -16,7 +16,7 @@ from etl.pipeline import run_pipeline
 from etl.sources.csv_files import CsvSource
 from scheduler.flows import EtlParameters, etl_flow, load_csv, open_run, plan_files
 from scheduler.schedule import schedule_kwargs
-from tests.conftest import FORMATS, REAL
+from tests.databases import FORMATS, REAL
 from tests.helpers import rows, scalar
 
 FILES = [REAL / "coin_Solana.csv", REAL / "BTC-USD.csv", FORMATS / "my_candles.csv"]

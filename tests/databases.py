@@ -1,0 +1,59 @@
+"""Test databases: where the data files are, and one PostgreSQL schema per test or module.
+
+PostgreSQL comes from TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test).
+Outside CI an unreachable server skips the PostgreSQL half with the reason; with CI=true it
+fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from etl.core.settings import get_settings
+
+DATA = Path(__file__).parent / "data"
+REAL = DATA / "real"
+FORMATS = DATA / "formats"
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+
+
+def postgres_admin() -> Engine:
+    """An engine on the test server, or a skip (a failure in CI) when it is unreachable."""
+    engine = create_engine(get_settings(database_url=POSTGRES_URL).database_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        reason = f"PostgreSQL unreachable at {POSTGRES_URL}: {exc.orig}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return engine
+
+
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """A database URL whose connections live in a fresh schema, dropped afterwards."""
+    admin = postgres_admin()
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    base = get_settings(database_url=POSTGRES_URL).database_url
+    joiner = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{joiner}options=-csearch_path%3D{schema}&application_name={schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
