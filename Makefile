@@ -8,8 +8,11 @@ STAMP := $(VENV)/.installed
 
 # Installs the hashed dev lock (every transitive dependency pinned); `make lock` regenerates
 # the three locks after a requirements*.txt change.
-$(STAMP): requirements/dev.lock
+# pip itself comes first, from its own lock: older pips (23.x) refuse a hashed lock whose
+# packages ask for extras of one another (prefect -> sqlalchemy[asyncio]).
+$(STAMP): requirements/pip.lock requirements/dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --require-hashes -r requirements/pip.lock
 	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.lock
 	touch $(STAMP)
 
@@ -26,6 +29,7 @@ lock:
 	$(LOCK) requirements-api.txt -o requirements/api.lock
 	$(LOCK) requirements.txt -o requirements/etl.lock
 	$(LOCK) requirements-dev.txt -o requirements/dev.lock
+	echo pip==26.3 | $(LOCK) - -o requirements/pip.lock
 
 # Migrate, run the ETL on data/raw into SQLite (data/crypto.db unless DATABASE_URL), then
 # serve the API on :8000 (a random local key is generated into .env on first run).
