@@ -246,7 +246,7 @@ def test_a_slow_drip_server_cannot_hold_a_call_past_its_deadline(double: GeminiD
         client.pubticker("btcusd")
     elapsed = time.monotonic() - started
     assert error.value.kind == "timeout" and "deadline" in str(error.value)
-    assert elapsed < 2.0, elapsed  # the drip alone would take 5 s per attempt
+    assert elapsed < 3.0, elapsed  # the drip alone would take 5 s per attempt
     client.close()
 
 
@@ -274,7 +274,7 @@ def test_a_busy_pacer_serves_the_last_symbols_instead_of_waiting(double: GeminiD
     fresh = gemini_symbols(client)
     started = time.monotonic()
     again = gemini_symbols(client, pacer_wait=0.2)  # the next slot is 30 s away
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5  # not the 30 s to the next slot
     assert again.stale and again.symbols == fresh.symbols
     assert double.count("/v1/symbols") == 1
     client.close()
