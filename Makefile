@@ -4,17 +4,34 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run etl test lint bench clean
+.PHONY: install lock run etl test lint bench clean
 # Coverage floor per package, enforced by `make test` (and so by CI).
 COVERAGE_FLOOR := 90
 
-$(STAMP): requirements.txt requirements-api.txt requirements-dev.txt
+# Installs the hashed dev lock (every transitive dependency pinned); `make lock` regenerates
+# the three locks after a requirements*.txt change.
+# pip itself comes first, from its own lock: older pips (23.x) refuse a hashed lock whose
+# packages ask for extras of one another (prefect -> sqlalchemy[asyncio]).
+$(STAMP): requirements/pip.lock requirements/dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements/pip.lock
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# One lock per image and one for development, for the images' Python (3.11 on Linux).
+# uv comes with requirements-dev.txt; no index URL is written into the locks.
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --no-header \
+	--python-version 3.11 --python-platform linux
+# Versions already in a lock are kept (add `--upgrade` by hand to move them all).
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet uv==0.13.8
+	$(LOCK) requirements-api.txt -o requirements/api.lock
+	$(LOCK) requirements.txt -o requirements/etl.lock
+	$(LOCK) requirements-dev.txt -o requirements/dev.lock
+	echo pip==26.3 | $(LOCK) - -o requirements/pip.lock
 
 # Migrate, run the ETL on data/raw into SQLite (data/crypto.db unless DATABASE_URL), then
 # serve the API on :8000 (a random local key is generated into .env on first run).

@@ -11,7 +11,11 @@ Faults (queued per path prefix, consumed one per matching request): `429`, `500`
 `502-html`, `503`, `timeout` (answers after `slow_seconds`), `reset` (closes the socket
 without answering), `truncated` (promises more bytes than it sends), `malformed` (200 with
 a body that is not JSON), `wrong-types` (200 with fields of the wrong type), `empty` (200
-with `[]`).
+with `[]`), `nested` (200 with JSON nested 100,000 deep), `huge` (200 declaring a body over
+the client's cap), `flood` (200 with a valid 40 MiB JSON list and no Content-Length, sent
+until the client hangs up) and `drip` (200 whose body starts with whitespace sent one byte
+every 50 ms for `drip_seconds`, then the real JSON). `Seen.sent` counts the body bytes
+written for each request.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Seen:
     at: float
     path: str
     status: int
+    sent: int = 0
 
 
 @dataclass
@@ -48,6 +53,7 @@ class GeminiDouble:
     now_ms: int
     candle_count: int = 5
     slow_seconds: float = 1.0
+    drip_seconds: float = 5.0
     requests: list[Seen] = field(default_factory=list)
     faults: dict[str, deque[str]] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)  # path -> JSON body to serve
@@ -197,8 +203,13 @@ class _Handler(BaseHTTPRequestHandler):
             text = json.dumps({"bid": {"x": 1}, "ask": [1], "last": None, "volume": "lots"})
         elif fault == "empty":
             text = "[]"
-        payload = text.encode()
+        elif fault == "nested":
+            text = "[" * 100_000 + "]" * 100_000
         seen.status = status
+        if fault in ("flood", "drip", "huge"):
+            self._stream(seen, fault, text.encode())
+            return
+        payload = text.encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -211,6 +222,31 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up first (a timeout test): nothing to answer
+
+    def _stream(self, seen: Seen, fault: str, payload: bytes) -> None:
+        """Bodies a client must not read whole or wait for: sent piece by piece, counting
+        what actually left, until done or the client hangs up."""
+        self.send_response(seen.status)
+        self.send_header("Content-Type", "application/json")
+        if fault == "huge":
+            self.send_header("Content-Length", str(6 * 1024 * 1024))
+        self.end_headers()  # flood and drip: no length, the body ends when the socket closes
+        if fault == "flood":
+            item = b'"' + b"x" * 1022 + b'",'
+            pieces = [b"[", *[item * 64] * 640, b'"end"]']  # 40 MiB of valid JSON
+        elif fault == "drip":
+            pieces = [b" "] * int(self.double.drip_seconds / 0.05) + [payload]
+        else:
+            pieces = [b"[" + b"0," * 32_000]  # the rest never comes: the header is enough
+        try:
+            for piece in pieces:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                seen.sent += len(piece)
+                if fault == "drip":
+                    time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up reading, as it should
 
 
 def start(double: GeminiDouble) -> GeminiDouble:

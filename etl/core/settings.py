@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     gemini_backoff_max_seconds: float = Field(default=8.0, ge=0)
     gemini_requests_per_minute: int = Field(default=60, ge=1, le=120)
     gemini_burst: int = Field(default=3, ge=1, le=10)
+    gemini_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)  # larger: malformed
+    gemini_call_deadline_seconds: float = Field(default=60.0, gt=0)  # per call, retries included
     gemini_breaker_failures: int = Field(default=5, ge=1)
     gemini_breaker_reset_seconds: float = Field(default=60.0, gt=0)
     gemini_symbols_ttl_seconds: float = Field(default=6 * 3600, ge=0)

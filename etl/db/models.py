@@ -113,10 +113,13 @@ class Candle(Base):
 
 
 class Ticker(Base):
-    """A live snapshot (filled by the live sources)."""
+    """A live snapshot (filled by the live sources). One per asset, source and time: a
+    retried load step (Prefect retries the Gemini task with the run's clock) adds nothing."""
 
     __tablename__ = "ticker"
-    __table_args__ = (Index("ix_ticker_asset_time", "asset_id", "source", "observed_at"),)
+    __table_args__ = (
+        Index("ux_ticker_asset_time", "asset_id", "source", "observed_at", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id"))

@@ -10,13 +10,19 @@ Each request goes through, outermost first:
   `GEMINI_BREAKER_RESET_SECONDS`, so one dead exchange cannot stall a run;
 - a pacer (pyrate-limiter): at most `GEMINI_BURST` requests at once and
   `GEMINI_REQUESTS_PER_MINUTE` per minute (Gemini allows 120/minute, sends no rate-limit
-  headers and no Retry-After, so the client must keep itself under it).
+  headers and no Retry-After, so the client must keep itself under it). A caller that
+  cannot wait (the API) passes a short `pacer_wait` and gets a `busy` error instead.
+
+Every call, retries and pacer waits included, ends by `GEMINI_CALL_DEADLINE_SECONDS`, and a
+body is streamed and abandoned past `GEMINI_MAX_BODY_BYTES` (5 MiB): a slow-drip or endless
+server can neither hold a run nor fill memory. Deeply nested JSON is `malformed` too.
 
 Every call needs no key; `GEMINI_API_KEY` is never sent on these endpoints.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -34,8 +40,11 @@ from tenacity import (
     before_sleep_log,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_before_delay,
     wait_exponential_jitter,
 )
+from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import ReadTimeoutError
 
 from etl.core.errors import GeminiError, GeminiRequestError, GeminiTransientError
 from etl.core.settings import GEMINI_TIME_FRAMES, Settings
@@ -50,25 +59,35 @@ from etl.extract.gemini_models import (
 
 log = logging.getLogger(__name__)
 USER_AGENT = "crypto-etl-api/0.1 (+https://github.com/; self-hosted price aggregator)"
-PACER_MAX_WAIT_SECONDS = 120
+PACER_MAX_WAIT_SECONDS = 120.0
+API_PACER_WAIT_SECONDS = 3.0  # an API request answers 503 rather than queue longer
+CHUNK_BYTES = 65_536
 T = TypeVar("T")
 
-_BREAKERS: dict[str, pybreaker.CircuitBreaker] = {}
+_BREAKERS: dict[tuple[str, int, float], pybreaker.CircuitBreaker] = {}
 _BREAKERS_LOCK = threading.Lock()
 
 
+class GeminiBusyError(GeminiError):
+    """Our own pacer had no free slot in time: nothing was sent, so this is neither retried
+    nor counted against the host by the breaker."""
+
+
 def breaker_for(host: str, settings: Settings) -> pybreaker.CircuitBreaker:
-    """One breaker per host and process: every client talking to that host shares it."""
+    """One breaker per host and breaker settings, per process. Clients that agree on
+    `GEMINI_BREAKER_FAILURES`/`_RESET_SECONDS` share its state; a client with other values
+    gets its own breaker rather than silently running on the first client's."""
+    key = (host, settings.gemini_breaker_failures, settings.gemini_breaker_reset_seconds)
     with _BREAKERS_LOCK:
-        if host not in _BREAKERS:
-            _BREAKERS[host] = pybreaker.CircuitBreaker(
+        if key not in _BREAKERS:
+            _BREAKERS[key] = pybreaker.CircuitBreaker(
                 fail_max=settings.gemini_breaker_failures,
                 reset_timeout=settings.gemini_breaker_reset_seconds,
                 exclude=[GeminiRequestError],
                 throw_new_error_on_trip=False,
                 name=host,
             )
-        return _BREAKERS[host]
+        return _BREAKERS[key]
 
 
 def reset_breakers() -> None:
@@ -84,14 +103,16 @@ class SymbolList:
     stale: bool  # True when served from the last good answer because Gemini failed
 
 
-def gemini_symbols(client: GeminiClient) -> SymbolList:
+def gemini_symbols(
+    client: GeminiClient, *, pacer_wait: float = API_PACER_WAIT_SECONDS
+) -> SymbolList:
     """Gemini's tradable symbols with base/quote parsed and perpetuals marked, for the API.
 
-    Served from the client's cache (hours); when a refresh fails, the last good list is
-    returned marked `stale`; with nothing ever fetched the `GeminiError` propagates (the API
-    answers 503 with Retry-After)."""
+    Served from the client's cache (hours); when a refresh fails, or the pacer has no slot
+    within `pacer_wait` seconds, the last good list is returned marked `stale`; with nothing
+    ever fetched the `GeminiError` propagates (the API answers 503 with Retry-After)."""
     try:
-        return client.symbol_list()
+        return client.symbol_list(pacer_wait=pacer_wait)
     except GeminiError:
         if client.last_symbols is None:
             raise
@@ -105,7 +126,7 @@ class GeminiClient:
         self.host = urlsplit(self.base_url).netloc
         self.session = session or requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        self.timeout = (settings.gemini_connect_timeout, settings.gemini_read_timeout)
+        self.max_body = settings.gemini_max_body_bytes
         self.breaker = breaker_for(self.host, settings)
         per_burst_ms = int(settings.gemini_burst * 60_000 / settings.gemini_requests_per_minute)
         self.pacer = Limiter(
@@ -140,12 +161,12 @@ class GeminiClient:
         """`/v1/symbols`, split into base/quote (cached for hours)."""
         return self.symbol_list().symbols
 
-    def symbol_list(self) -> SymbolList:
+    def symbol_list(self, *, pacer_wait: float = PACER_MAX_WAIT_SECONDS) -> SymbolList:
         with self._cache_lock:
             cached: SymbolList | None = self._slow_cache.get("symbols")
         if cached is not None:
             return cached
-        raw = self._request("/v1/symbols")
+        raw = self._request("/v1/symbols", pacer_wait=pacer_wait)
         if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
             raise GeminiError("malformed", f"/v1/symbols is not a list of strings: {raw!r:.80}")
         fetched = SymbolList([GeminiSymbol.parse(s) for s in raw], time.time(), stale=False)
@@ -207,9 +228,11 @@ class GeminiClient:
             cache[path] = value
         return value
 
-    def _request(self, path: str) -> Any:
+    def _request(self, path: str, *, pacer_wait: float = PACER_MAX_WAIT_SECONDS) -> Any:
+        budget = self.settings.gemini_call_deadline_seconds
         retrying = Retrying(
-            stop=stop_after_attempt(self.settings.gemini_retries),
+            # the deadline stops retries whose backoff would end past it
+            stop=stop_after_attempt(self.settings.gemini_retries) | stop_before_delay(budget),
             wait=wait_exponential_jitter(
                 initial=self.settings.gemini_backoff_seconds,
                 max=self.settings.gemini_backoff_max_seconds,
@@ -219,57 +242,99 @@ class GeminiClient:
             before_sleep=before_sleep_log(log, logging.WARNING),
             reraise=True,
         )
-        return retrying(self._guarded, path)
+        return retrying(self._guarded, path, time.monotonic() + budget, pacer_wait)
 
-    def _guarded(self, path: str) -> Any:
+    def _guarded(self, path: str, deadline: float, pacer_wait: float) -> Any:
+        # The pacer is waited for outside the breaker: pybreaker holds its lock for the
+        # whole guarded call, and a wait there would queue every other caller behind it.
+        # While the breaker is open nothing is sent, so it is not waited for either.
+        if self.breaker.current_state != pybreaker.STATE_OPEN:
+            self._pace(path, min(pacer_wait, _remaining(path, deadline)))
         try:
-            return self.breaker.call(self._attempt, path)
+            return self.breaker.call(self._attempt, path, deadline)
         except pybreaker.CircuitBreakerError as exc:
             raise GeminiError(
                 "circuit_open", f"{self.host} failed repeatedly; not calling it for now"
             ) from exc
 
-    def _attempt(self, path: str) -> Any:
-        if not self.pacer.try_acquire("gemini", blocking=True, timeout=PACER_MAX_WAIT_SECONDS):
-            raise GeminiTransientError("rate_limited", "client-side pacer wait timed out")
+    def _pace(self, path: str, wait: float) -> None:
+        if not self.pacer.try_acquire("gemini", blocking=True, timeout=wait):
+            raise GeminiBusyError(
+                "busy", f"{path}: client-side pacer had no slot within {wait:.1f}s"
+            )
+
+    def _attempt(self, path: str, deadline: float) -> Any:
         url = self.base_url + path
+        remaining = _remaining(path, deadline)
+        # each blocking socket operation ends by the deadline; _read_body checks it between
+        # chunks, since a server dripping a byte at a time never trips a read timeout
+        timeout = (
+            min(self.settings.gemini_connect_timeout, remaining),
+            min(self.settings.gemini_read_timeout, remaining),
+        )
         try:
-            response = self.session.get(url, timeout=self.timeout)
-        except requests.Timeout as exc:
+            with self.session.get(url, timeout=timeout, stream=True) as response:
+                body = _read_body(path, response, self.max_body, deadline)
+        # the body is read through urllib3 (read1), whose errors requests does not wrap
+        except (requests.Timeout, ReadTimeoutError) as exc:
             raise GeminiTransientError("timeout", f"{path}: {type(exc).__name__}") from exc
-        except requests.RequestException as exc:
+        except (requests.RequestException, TransportError) as exc:
             raise GeminiTransientError("connection", f"{path}: {type(exc).__name__}") from exc
-        return _decode(path, response)
+        return _decode(path, response, body)
 
 
-def _decode(path: str, response: requests.Response) -> Any:
+def _remaining(path: str, deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise GeminiTransientError("timeout", f"{path}: call deadline passed")
+    return remaining
+
+
+def _read_body(path: str, response: requests.Response, cap: int, deadline: float) -> bytes:
+    """The body, read a chunk at a time; past `cap` bytes or the deadline it is abandoned
+    (the connection is closed, never pooled) instead of being read whole."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise GeminiError("malformed", f"{path}: body of {declared} bytes is over {cap}")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
+        size += len(chunk)
+        if size > cap:
+            raise GeminiError("malformed", f"{path}: body is over {cap} bytes")
+        chunks.append(chunk)
+        _remaining(path, deadline)
+    return b"".join(chunks)
+
+
+def _decode(path: str, response: requests.Response, body: bytes) -> Any:
     status = response.status_code
     if status == 429:
         raise GeminiTransientError(
-            "rate_limited", f"{path}: 429 {_reason(response)}", status=status
+            "rate_limited", f"{path}: 429 {_reason(response, body)}", status=status
         )
     if status >= 500:
         raise GeminiTransientError(
-            "server_error", f"{path}: {status} {_reason(response)}", status=status
+            "server_error", f"{path}: {status} {_reason(response, body)}", status=status
         )
     if status >= 400:
         raise GeminiRequestError(
-            "bad_request", f"{path}: {status} {_reason(response)}", status=status
+            "bad_request", f"{path}: {status} {_reason(response, body)}", status=status
         )
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError as exc:
-        raise GeminiError(
-            "malformed", f"{path}: body is not JSON ({len(response.content)} bytes)"
-        ) from exc
+        raise GeminiError("malformed", f"{path}: body is not JSON ({len(body)} bytes)") from exc
+    except RecursionError as exc:  # nesting deeper than the parser's stack
+        raise GeminiError("malformed", f"{path}: JSON nested too deeply") from exc
 
 
-def _reason(response: requests.Response) -> str:
+def _reason(response: requests.Response, body: bytes) -> str:
     """Gemini's `reason`/`message` when the body is its JSON error, else the content type."""
     try:
-        body = response.json()
-    except ValueError:
+        error = json.loads(body)
+    except (ValueError, RecursionError):
         return f"(non-JSON {response.headers.get('Content-Type', 'body')})"
-    if isinstance(body, dict):
-        return f"{body.get('reason', '')} {body.get('message', '')}".strip()
+    if isinstance(error, dict):
+        return f"{error.get('reason', '')} {error.get('message', '')}".strip()
     return ""

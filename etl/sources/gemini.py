@@ -27,10 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from etl.core.assets import AssetRef
 from etl.core.errors import GeminiError
 from etl.core.series import SeriesStats
+from etl.db.engine import is_sqlite
 from etl.db.models import Candle, SourceBatch, Ticker
 from etl.extract.gemini_client import GeminiClient
 from etl.extract.gemini_models import GeminiSymbol, PubTicker, candles_frame
@@ -155,15 +158,21 @@ class _GeminiRun:
             if problem:
                 self._quarantine(conn, path, [(None, json.dumps(raw), problem)])
                 return {"status": "rejected", "reason": problem}
-            conn.execute(
-                insert(Ticker).values(
+            # A Prefect retry of this step runs with the same run clock: the snapshot it
+            # already stored for that time is kept, not written twice.
+            dialect_insert = sqlite_insert if is_sqlite(conn) else pg_insert
+            written = conn.execute(
+                dialect_insert(Ticker).values(
                     asset_id=asset_id, source=SOURCE, observed_at=self.ctx.now_ms,
                     bid=_float(ticker.bid), ask=_float(ticker.ask), last=float(ticker.last),
                     volume_base_24h=_float(ticker.volume_in(selection.asset.base)),
                     volume_quote_24h=_float(ticker.volume_in(selection.asset.quote)),
                     raw=raw, run_id=self.ctx.run_id,
-                )
-            )  # fmt: skip
+                ).on_conflict_do_nothing(index_elements=["asset_id", "source", "observed_at"])
+            ).rowcount  # fmt: skip
+        if not written:
+            self.result.unchanged += 1
+            return {"status": "unchanged", "last": str(ticker.last)}
         self.result.inserted += 1
         return {"status": "loaded", "last": str(ticker.last)}
 

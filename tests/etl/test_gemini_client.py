@@ -202,3 +202,79 @@ def test_symbol_list_for_the_api_falls_back_to_the_last_good_answer(double: Gemi
     assert stale.stale and stale.symbols == fresh.symbols
     assert stale.fetched_at == fresh.fetched_at
     client.close()
+
+
+def test_a_flood_over_the_body_cap_is_malformed_and_never_read_whole(
+    client: GeminiClient, double: GeminiDouble
+) -> None:
+    double.fail("/v1/symbols", "flood")
+    with pytest.raises(GeminiError) as error:
+        client.symbols()
+    assert error.value.kind == "malformed" and "over 5242880 bytes" in str(error.value)
+    assert double.count("/v1/symbols") == 1  # garbage is not retried
+    time.sleep(0.2)  # let the server notice the hang-up
+    # 40 MiB were on offer; the client stopped near its 5 MiB cap (plus socket buffers)
+    assert double.requests[0].sent < 20 * 1024 * 1024
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_reading(
+    client: GeminiClient, double: GeminiDouble
+) -> None:
+    double.fail("/v1/pubticker", "huge")
+    with pytest.raises(GeminiError) as error:
+        client.pubticker("btcusd")
+    assert error.value.kind == "malformed" and "6291456 bytes" in str(error.value)
+    assert double.count("/v1/pubticker") == 1
+
+
+def test_deeply_nested_json_is_malformed_not_a_crash(
+    client: GeminiClient, double: GeminiDouble
+) -> None:
+    double.fail("/v1/pubticker", "nested")
+    with pytest.raises(GeminiError) as error:
+        client.pubticker("btcusd")
+    assert error.value.kind == "malformed" and "nested too deeply" in str(error.value)
+    assert double.count("/v1/pubticker") == 1
+
+
+def test_a_slow_drip_server_cannot_hold_a_call_past_its_deadline(double: GeminiDouble) -> None:
+    # a byte every 50 ms never trips the 0.3 s read timeout; only the deadline ends it
+    client = GeminiClient(client_settings(double, gemini_call_deadline_seconds=1.0))
+    double.fail("/v1/pubticker", "drip", "drip", "drip")
+    started = time.monotonic()
+    with pytest.raises(GeminiError) as error:
+        client.pubticker("btcusd")
+    elapsed = time.monotonic() - started
+    assert error.value.kind == "timeout" and "deadline" in str(error.value)
+    assert elapsed < 3.0, elapsed  # the drip alone would take 5 s per attempt
+    client.close()
+
+
+def test_clients_with_other_breaker_settings_get_their_own_breaker(double: GeminiDouble) -> None:
+    patient = GeminiClient(client_settings(double, gemini_breaker_failures=5))
+    strict = GeminiClient(client_settings(double, gemini_breaker_failures=1, gemini_retries=1))
+    twin = GeminiClient(client_settings(double, gemini_breaker_failures=5))
+    assert strict.breaker.fail_max == 1 and patient.breaker.fail_max == 5
+    assert twin.breaker is patient.breaker  # same host, same settings: one shared state
+    double.fail("/v1/pubticker", "503")
+    with pytest.raises(GeminiError):
+        strict.pubticker("btcusd")
+    assert strict.breaker_state == "open"  # its own fail_max of 1, not the first client's 5
+    assert patient.pubticker("btcusd").last == Decimal("67250.50")
+    for gemini in (patient, strict, twin):
+        gemini.close()
+
+
+def test_a_busy_pacer_serves_the_last_symbols_instead_of_waiting(double: GeminiDouble) -> None:
+    client = GeminiClient(
+        client_settings(
+            double, gemini_requests_per_minute=2, gemini_burst=1, gemini_symbols_ttl_seconds=0
+        )
+    )
+    fresh = gemini_symbols(client)
+    started = time.monotonic()
+    again = gemini_symbols(client, pacer_wait=0.2)  # the next slot is 30 s away
+    assert time.monotonic() - started < 1.5  # not the 30 s to the next slot
+    assert again.stale and again.symbols == fresh.symbols
+    assert double.count("/v1/symbols") == 1
+    client.close()

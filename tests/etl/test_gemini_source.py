@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import Engine
 
 from etl.core.settings import Settings
 from etl.extract.gemini_client import GeminiClient, reset_breakers
-from etl.pipeline import RunSummary, run_pipeline
+from etl.pipeline import RunSummary, begin_run, run_pipeline
 from etl.sources.csv_files import CsvSource
 from etl.sources.gemini import GeminiSource
 from tests.databases import REAL
@@ -183,3 +184,25 @@ def test_malformed_candles_fail_that_call_only(
     calls = next(d for d in gemini["details"] if d["status"] == "calls")
     assert calls["failures"] == {"malformed": 2}
     assert scalar(engine, "SELECT count(*) FROM candle") == (3 * 2 - 2) * 5
+
+
+def test_a_retried_gemini_step_writes_each_ticker_once(
+    live_settings: Settings, engine: Engine
+) -> None:
+    # Prefect retries `load-gemini` with the same run context (run id and clock)
+    ctx = begin_run(live_settings, engine, trigger="test", run_id=str(uuid.uuid4()))
+    client = GeminiClient(live_settings.model_copy(update={"gemini_ticker_ttl_seconds": 0}))
+    try:
+        first = GeminiSource(client).run(ctx)
+        again = GeminiSource(client).run(ctx)
+    finally:
+        client.close()
+    assert first.inserted == 3 + 3 * 2 * 5 and first.status == "success"
+    assert again.status == "success" and again.inserted == 0
+    assert again.unchanged >= 3  # the three tickers, found already stored
+    counted = rows(
+        engine,
+        "SELECT a.symbol, count(*) FROM ticker t JOIN asset a ON a.id = t.asset_id "
+        "GROUP BY a.symbol ORDER BY a.symbol",
+    )
+    assert counted == [("BTCUSD", 1), ("ETHUSD", 1), ("SOLUSD", 1)]
