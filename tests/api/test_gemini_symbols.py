@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from etl.extract.gemini_client import API_PACER_WAIT_SECONDS, reset_breakers
-from tests.api.conftest import KEY, api_settings, problem
+from tests.api.helpers import KEY, api_settings, problem
 from tests.gemini_double import GeminiDouble, start, stop
 
 
