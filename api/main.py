@@ -1,6 +1,11 @@
 """The FastAPI application: `create_app()` wires settings, security, limits and routers.
 
+    python -m api.serve                                         # the launcher (api/serve.py)
     uvicorn api.main:create_app --factory --host 0.0.0.0 --port 8000
+    PYTHONPATH=. uvicorn api.main:app --host 0.0.0.0 --port 8000  # the original spelling
+
+`api.main.app` is built on first access (PEP 562), so importing this module reads no
+settings and opens nothing; uvicorn's `api.main:app` is that first access.
 
 Authentication is attached where the routers are included, so a new route is protected
 by default; only the probes (`/health/live`, `/health/ready`), and `/metrics` when
@@ -14,6 +19,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -21,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.docs import install_docs
 from api.errors import install_error_handlers, problem_response
 from api.middleware import RequestContextMiddleware, RequestMetrics
 from api.rate_limit import AuthFailureLimit, RouteLimits, build_limiter
@@ -36,9 +43,16 @@ from etl.extract.gemini_client import GeminiClient
 log = logging.getLogger("api")
 
 
+# The kubelet's HTTP probes send `Host: <pod IP>:<port>`, never a name an operator can list
+# in ALLOWED_HOSTS in advance: checking them restarts every pod in a loop. They answer a
+# constant body, so no Host header can shape what they say.
+HOST_CHECK_EXEMPT = frozenset({"/health/live", "/health/ready"})
+
+
 class TrustedHosts:
     """`TrustedHostMiddleware`'s rule (exact names, `*.domain`, or `*`), answering a bad
-    Host header with the same problem document as every other error."""
+    Host header with the same problem document as every other error. The probes
+    (`HOST_CHECK_EXEMPT`, exact paths) pass whatever the Host header."""
 
     def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
         self.app, self.allowed = app, [h.lower() for h in allowed]
@@ -53,7 +67,7 @@ class TrustedHosts:
         )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] in ("http", "websocket") and scope["path"] not in HOST_CHECK_EXEMPT:
             headers = dict(scope.get("headers", []))
             host = headers.get(b"host", b"").decode("latin-1")
             if not self._ok(host):
@@ -97,10 +111,12 @@ def create_app(
         description="Crypto prices, candles, metrics and data quality from CSV history and "
         "Gemini. Send your key in `X-API-Key`. Errors are RFC 9457 problem documents.",
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs else None,
+        docs_url=None,  # served by api.docs, without a CDN
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
     )
+    if settings.docs and app.openapi_url:
+        install_docs(app, app.openapi_url)
     app.state.settings = settings
     app.state.key_digests = settings.key_digests()
     app.state.cursor_key = settings.cursor_key()  # hashes every key: once, not per page
@@ -132,3 +148,15 @@ def create_app(
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
     app.add_middleware(RequestContextMiddleware, metrics=RequestMetrics(app.state.registry))
     return app
+
+
+@cache
+def _default_app() -> FastAPI:
+    return create_app()
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`api.main.app`: the app from the environment's settings, built once, on first use."""
+    if name == "app":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -67,7 +67,8 @@ def test_conditional_get_answers_304_for_an_unchanged_body(client: TestClient) -
 
 
 def test_untrusted_host_is_refused(client: TestClient) -> None:
-    answer = client.get("/health/live", headers={"Host": "evil.example.com"})
+    # any path but the two probes, which answer the kubelet's `Host: <pod IP>`
+    answer = client.get("/health", headers={"Host": "evil.example.com"})
     assert answer.status_code == 400 and problem(answer)["code"] == "invalid_host"
 
 
