@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import make_url, text
 
 from api.settings import ApiSettings, get_api_settings
-from tests.databases import POSTGRES_URL, _postgres_admin
+from tests.databases import POSTGRES_URL, postgres_admin
 from tests.deploy.processes import ROOT, command_env, free_port, serving
 
 SETTING_NAMES = {name.upper() for name in ApiSettings.model_fields}
@@ -87,7 +87,7 @@ def test_runtime_pin_matches_the_supported_python() -> None:
 @pytest.fixture
 def heroku_database() -> Iterator[str]:
     """A fresh database, named as the add-on hands it over: `postgres://...`."""
-    admin = _postgres_admin().execution_options(isolation_level="AUTOCOMMIT")
+    admin = postgres_admin().execution_options(isolation_level="AUTOCOMMIT")
     name = f"heroku_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
