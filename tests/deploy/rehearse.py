@@ -141,14 +141,24 @@ def _install(root: Path, service: Mapping[str, Any], image: compose_env.Image) -
     return workdir
 
 
-def _listen_locally(name: str, env: dict[str, str], command: list[str], stage: Stage) -> None:
-    """A container listens on 0.0.0.0:<its port>; here 127.0.0.1:<free port>."""
+def _listen_locally(
+    name: str, spec: Mapping[str, Any], env: dict[str, str], command: list[str], stage: Stage
+) -> None:
+    """A container listens on 0.0.0.0:<its port>; here 127.0.0.1:<free port>. Its port
+    must be the one compose publishes, or the operator's port mapping goes nowhere."""
     command[:] = [arg.replace("0.0.0.0", "127.0.0.1") for arg in command]  # noqa: S104
-    if name == "api":
-        published = stage.addresses[f"api:{env.get('API_PORT')}"]
-        env.update(API_HOST="127.0.0.1", API_PORT=published.rsplit(":", 1)[1])
-    elif name == "prefect-server":
-        env["PREFECT_SERVER_API_PORT"] = str(stage.ports["prefect-server"])
+    what = command[2] if command[:2] == ["sh", "-c"] else " ".join(command)
+    published = [port for _, port in compose_env.published_ports(spec)]
+    if "api.serve" in what:
+        listens, key = env.get("API_PORT", "8000"), "API_PORT"
+        env["API_HOST"] = "127.0.0.1"
+    elif "prefect server start" in what and "--port" not in command:
+        listens, key = env.get("PREFECT_SERVER_API_PORT", "4200"), "PREFECT_SERVER_API_PORT"
+    else:
+        return
+    if int(listens) not in published:
+        raise RehearsalError(f"{name}: listens on {listens}, compose publishes {published}")
+    env[key] = str(stage.ports[name])
 
 
 def prepare(stage: Stage, compose: Mapping[str, Any], name: str) -> Service:
@@ -169,8 +179,9 @@ def prepare(stage: Stage, compose: Mapping[str, Any], name: str) -> Service:
     command = list(spec.get("command") or image.cmd)
     if not command:
         raise RehearsalError(f"{name}: neither compose `command:` nor the image's CMD")
-    _listen_locally(name, env, command, stage)
-    strays = foreign_hosts(env)
+    _listen_locally(name, spec, env, command, stage)
+    local = {address.rsplit(":", 1)[0] for address in stage.addresses.values()}
+    strays = foreign_hosts(env, local | {"127.0.0.1", "localhost"})
     if strays:
         raise RehearsalError(f"{name}: URLs point at hosts no service provides: {strays}")
     test = list(spec.get("healthcheck", {}).get("test") or ["CMD", *image.healthcheck])
@@ -178,13 +189,14 @@ def prepare(stage: Stage, compose: Mapping[str, Any], name: str) -> Service:
     return Service(name, root, workdir, command, env, stage.tmp / f"{name}.log", check)
 
 
-def foreign_hosts(env: Mapping[str, str]) -> dict[str, str]:
-    """Variables whose URL host is not local after the rewrite (a typo'd service name)."""
+def foreign_hosts(env: Mapping[str, str], local: set[str]) -> dict[str, str]:
+    """Variables whose URL host is not local after the rewrite (a typo'd service name).
+    https URLs are the outside world's (Gemini), not a compose service's."""
     out = {}
     for key, value in env.items():
-        if re.match(r"^[a-z][a-z0-9+]*://", value):
+        if re.match(r"^[a-z][a-z0-9+]*://", value) and not value.startswith("https://"):
             host = urlsplit(value).hostname
-            if host not in (None, "127.0.0.1", "localhost") and not value.startswith("https://"):
+            if host is not None and host not in local:
                 out[key] = value
     return out
 

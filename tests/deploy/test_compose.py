@@ -100,6 +100,13 @@ def test_a_wrong_url_is_caught_before_anything_starts(tmp_path: Path) -> None:
         rehearse.prepare(_stage(tmp_path), compose, "api")
 
 
+def test_a_port_mapping_to_a_port_nothing_listens_on_is_caught(tmp_path: Path) -> None:
+    compose: dict[str, Any] = copy.deepcopy(rehearse.load_compose(DOTENV))
+    compose["services"]["api"]["ports"] = ["8080:8080"]
+    with pytest.raises(rehearse.RehearsalError, match="listens on 8000, compose publishes"):
+        rehearse.prepare(_stage(tmp_path), compose, "api")
+
+
 def test_a_wrong_command_fails_the_rehearsal_with_the_services_log(tmp_path: Path) -> None:
     _postgres_admin().dispose()  # skips (fails in CI) without PostgreSQL
     with rehearse.local_backends(tmp_path) as stage:

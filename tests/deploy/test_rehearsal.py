@@ -23,6 +23,7 @@ from tests.deploy.rehearse import Stage
 
 START_TIMEOUT = 90.0  # a first `prefect server start` migrates its SQLite: 20-40 s here
 RUN_TIMEOUT = 90.0
+SERVED_TIMEOUT = 45.0  # the API's cache: CACHE_TTL_SECONDS 5 + CACHE_STALE_SECONDS 30
 
 
 def _require_redis() -> None:
@@ -119,9 +120,18 @@ def test_a_run_triggered_through_prefect_completes_and_the_api_serves_its_rows(
     assert state["type"] == "COMPLETED", state
     with api(stage) as client:
         ledger = client.get(f"/api/crypto/runs/{run['id']}").json()
-        symbols = {s["symbol"] for s in client.get("/api/crypto/symbols").json()["data"]}
-        latest = client.get("/api/crypto/latest").json()["data"]
+        served = rehearse.wait_for(
+            stage, "api", "rows of the run", lambda: served_rows(client), SERVED_TIMEOUT
+        )
     assert ledger["status"] == "success" and ledger["trigger"] == "prefect", ledger
     assert ledger["sources"]["csv"]["inserted"] > 0, ledger
-    assert {"BTCUSD", "ETHUSD", "SOLUSD", "ADAUSD"} <= symbols
-    assert {row["symbol"] for row in latest} >= {"BTCUSD", "ETHUSD"}
+    assert {"BTCUSD", "ETHUSD", "SOLUSD", "ADAUSD"} <= served["symbols"]
+    assert served["latest"] >= {"BTCUSD", "ETHUSD"}
+
+
+def served_rows(client: httpx.Client) -> dict[str, set[str]] | None:
+    """Symbols and latest prices, once the API's cache shows them (an answer cached before
+    the run is served until CACHE_TTL_SECONDS + CACHE_STALE_SECONDS have passed)."""
+    symbols = {s["symbol"] for s in client.get("/api/crypto/symbols").json()["data"]}
+    latest = {row["symbol"] for row in client.get("/api/crypto/latest").json()["data"]}
+    return {"symbols": symbols, "latest": latest} if symbols and latest else None
