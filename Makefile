@@ -53,6 +53,13 @@ lint: install
 	$(VENV)/bin/mypy etl api scheduler tests bench
 	$(VENV)/bin/lint-imports
 
+# The operator's `docker compose up` without a container engine: each compose service's own
+# command and environment as local processes, against local PostgreSQL, Redis and a real
+# Prefect server (tests/deploy/rehearse.py says what is mapped and what is not rehearsed).
+.PHONY: rehearse
+rehearse: install
+	$(PY) -m pytest -q tests/deploy/test_compose.py tests/deploy/test_rehearsal.py
+
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/etl_load.py

@@ -25,8 +25,11 @@ from api.settings import ApiSettings, get_api_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {name.upper() for name in ApiSettings.model_fields}
-# Read by other programs than our settings: Prefect's client.
-FOREIGN = {"PREFECT_API_URL"}
+# Read by other programs than our settings: Prefect's client and server, and Compose.
+FOREIGN = {
+    "PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING",
+    "PREFECT_AUTH_STRING",
+}  # fmt: skip
 
 
 def compose() -> dict[str, Any]:
@@ -121,7 +124,7 @@ def test_kubernetes_manifest_probes_real_routes_and_uses_real_settings() -> None
     assert {"requests", "limits"} <= container["resources"].keys()
     secret = next(d for d in docs if d["kind"] == "Secret")
     config = next(d for d in docs if d["kind"] == "ConfigMap")
-    assert set(secret["stringData"]) <= SETTING_NAMES
+    assert set(secret["stringData"]) <= SETTING_NAMES | FOREIGN
     assert set(config["data"]) <= SETTING_NAMES | FOREIGN
     assert config["data"]["RATE_LIMIT_STORAGE_URI"].startswith("redis://")
     names = {d["metadata"]["name"] for d in docs}
@@ -155,7 +158,10 @@ def test_hadolint_finds_nothing() -> None:
 
 
 def test_docker_compose_accepts_the_file() -> None:
-    env = {**os.environ, "POSTGRES_PASSWORD": "x", "API_KEYS": "y"}
+    env = {
+        **os.environ, "POSTGRES_PASSWORD": "x", "API_KEYS": "y", "CURSOR_SECRET": "z",
+        "PREFECT_AUTH_STRING": "admin:p",
+    }  # fmt: skip
     done = subprocess.run(
         [_tool("docker-compose"), "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT,
         env=env, capture_output=True, text=True, check=False,
