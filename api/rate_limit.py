@@ -2,7 +2,9 @@
 
 The key is the caller's API-key fingerprint (set by `require_api_key`), else the client
 address; `X-Forwarded-For` is honoured only when the direct peer is a configured trusted
-proxy (the right-most address not itself a trusted proxy is the client). Each route class
+proxy (`TRUSTED_PROXIES`; the right-most address not itself a trusted proxy is the client).
+uvicorn's own proxy handling (`FORWARDED_ALLOW_IPS`) is off in `api.serve`: it would
+rewrite the peer before this rule sees it. Each route class
 (`data`, `candles`, `probes`) shares one counter per caller, with its limit from settings
 (`RATE_LIMIT_DEFAULT`, `RATE_LIMIT_CANDLES`, `RATE_LIMIT_PROBES`). Storage is in-process
 (`memory://`) or Redis (`RATE_LIMIT_STORAGE_URI=redis://...`), which makes limits hold
@@ -37,11 +39,17 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def client_address(request: Request, trusted_proxies: list[str]) -> str:
+    """The caller's address for per-address limits, from `TRUSTED_PROXIES` alone.
+
+    Every `X-Forwarded-For` line counts (a proxy may append its own line rather than extend
+    the first one; reading only the first would let the client's own line decide). The
+    lines are joined in order and walked right to left past trusted proxies."""
     peer = request.client.host if request.client else "unknown"
     if peer not in trusted_proxies:
         return peer
-    forwarded = [p.strip() for p in request.headers.get("x-forwarded-for", "").split(",")]
-    for hop in reversed([p for p in forwarded if p]):
+    lines = request.headers.getlist("x-forwarded-for")
+    hops = [hop.strip() for line in lines for hop in line.split(",")]
+    for hop in reversed([h for h in hops if h]):
         if hop not in trusted_proxies:
             return hop
     return peer
