@@ -15,12 +15,13 @@ limited request gets a 429 problem with `Retry-After`.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cachetools import TTLCache
@@ -151,26 +152,51 @@ def storage_state(limiter: Limiter, settings: ApiSettings) -> dict[str, Any]:
 
 class AuthFailureLimit:
     """Wrong keys per client address (`RATE_LIMIT_AUTH_FAILURES`), in the limiter's own
-    storage: past the limit, guessing gets a 429 instead of another 401."""
+    storage. Checked before a key is compared: once an address is past the limit, every
+    request from it is a 429 until the window ends, the right key too, or a guesser would
+    still learn which guess was right (200 among 429s).
+
+    The check reads a per-process record of blocked addresses (no storage round trip on
+    every keyed request); the record is filled from the shared storage by the refused wrong
+    key, so with several workers each one learns of a block at its first refusal."""
 
     def __init__(self, limiter: Limiter, settings: ApiSettings) -> None:
         self.limiter = limiter
         self.item = parse(settings.rate_limit_auth_failures)
         self.prefix = settings.rate_limit_key_prefix
         self.trusted = settings.trusted_proxies
+        self._blocked: TTLCache[str, float] = TTLCache(maxsize=65536, ttl=self.item.get_expiry())
+
+    def check(self, request: Request) -> None:
+        """429 when the caller's address is past the wrong-key limit."""
+        until = self._blocked.get(client_address(request, self.trusted))
+        now = time.time()
+        if until is not None and until > now:
+            self._refuse(until - now)
 
     def record(self, request: Request) -> None:
         address = client_address(request, self.trusted)
+        identifiers = (self.prefix, "auth-failures", address)
         try:  # `limiter.limiter` is the in-memory fallback while Redis is down
-            allowed = self.limiter.limiter.hit(self.item, self.prefix, "auth-failures", address)
+            allowed = self.limiter.limiter.hit(self.item, *identifiers)
+            reset = (
+                0.0
+                if allowed
+                else self.limiter.limiter.get_window_stats(self.item, *identifiers).reset_time
+            )
         except Exception:  # storage failing right now: the wrong key still gets its 401
             log.warning("auth-failure limit storage unreachable", exc_info=True)
-            allowed = True
+            return
         if not allowed:
-            raise Problem(
-                429, "too_many_auth_failures", "too many requests with a wrong API key",
-                headers={"Retry-After": str(self.item.get_expiry())},
-            )  # fmt: skip
+            until = max(reset, time.time() + 1)
+            self._blocked[address] = until
+            self._refuse(until - time.time())
+
+    def _refuse(self, seconds: float) -> NoReturn:
+        raise Problem(
+            429, "too_many_auth_failures", "too many requests with a wrong API key",
+            headers={"Retry-After": str(max(1, math.ceil(seconds)))},
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

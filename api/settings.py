@@ -16,6 +16,7 @@ from etl.core.settings import Settings, split_commas
 
 PLACEHOLDER_KEYS = frozenset({"change-me", "changeme", "placeholder", "example", "secret", "dev"})
 MIN_PRODUCTION_KEY_LENGTH = 24
+MAX_KEY_BYTES = 256  # longer X-API-Key headers are refused before hashing
 
 
 class ApiSettings(Settings):
@@ -55,6 +56,13 @@ class ApiSettings(Settings):
     @classmethod
     def _split(cls, value: object) -> object:
         return split_commas(value)
+
+    @model_validator(mode="after")
+    def _refuse_keys_no_client_may_send(self) -> ApiSettings:
+        for key in self.plain_keys():
+            if len(key.encode()) > MAX_KEY_BYTES:
+                raise ValueError(f"an API key is at most {MAX_KEY_BYTES} bytes (UTF-8)")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> ApiSettings:
