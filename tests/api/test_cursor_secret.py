@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.settings import get_api_settings
+from etl.core.log import secrets_of
 
 PRODUCTION = {"environment": "production", "api_key": "k" * 32, "_env_file": None}
 
@@ -32,3 +33,8 @@ def test_development_works_without_a_cursor_secret() -> None:
         settings.cursor_key()
         == get_api_settings(api_key="dev-key-0123", _env_file=None).cursor_key()
     )
+
+
+def test_the_cursor_secret_is_masked_in_logs() -> None:
+    settings = get_api_settings(**PRODUCTION, cursor_secret="s" * 40)
+    assert "s" * 40 in secrets_of(settings)
