@@ -37,19 +37,20 @@ def finish_run(
     error: str | None,
     now_ms: int,
     secrets: Sequence[str] = (),
-) -> None:
+) -> tuple[dict[str, Any], str | None]:
     """The run's outcome, stored as the API will serve it: every text masked as logs mask it
-    (`secrets`, the engine's own password, any URL's password) and bounded in size."""
+    (`secrets`, the engine's own password, any URL's password) and bounded in size. Returns
+    the sources and error as stored, for whatever reports the run elsewhere."""
     mask = SecretMask([s for s in (*secrets, engine.url.password or "") if len(s) >= 4])
+    kept_sources = stored(sources, mask)
+    kept_error = None if error is None else stored(error, mask)
     with engine.begin() as conn:
         conn.execute(
             update(EtlRun)
             .where(EtlRun.id == run_id)
-            .values(
-                status=status, sources=stored(sources, mask), finished_at=now_ms,
-                error=None if error is None else stored(error, mask),
-            )
-        )  # fmt: skip
+            .values(status=status, sources=kept_sources, error=kept_error, finished_at=now_ms)
+        )
+    return kept_sources, kept_error
 
 
 def stored(value: Any, mask: SecretMask) -> Any:

@@ -57,14 +57,15 @@ def test_stored_errors_are_bounded(database_url: str) -> None:
     start_run(engine, run_id=run_id, trigger="test", now_ms=1)
     errors = [f"file {i}: " + "x" * 5000 for i in range(500)]
     sources = {"csv": {"status": "failed", "read": 0, "errors": errors, "details": []}}
-    finish_run(
+    kept_sources, kept_error = finish_run(
         engine, run_id=run_id, status="failed", sources=sources, error="y" * 100_000, now_ms=2
     )
     engine.dispose()
     with _client(database_url) as client:
         run = client.get(f"/api/crypto/runs/{run_id}").json()
         listed = client.get("/api/crypto/runs").json()["data"][0]
-    assert len(run["error"]) == MAX_STORED_TEXT
+    assert len(run["error"]) == MAX_STORED_TEXT and run["error"] == kept_error
+    assert run["sources"] == kept_sources  # what the ledger stored is what it returned
     kept = run["sources"]["csv"]["errors"]
     assert len(kept) == MAX_STORED_ERRORS + 1 and kept[-1] == "... and 450 more errors"
     assert all(len(e) <= MAX_STORED_TEXT for e in kept)
