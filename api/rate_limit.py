@@ -14,11 +14,12 @@ limited request gets a 429 problem with `Retry-After`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -39,7 +40,29 @@ EMPTY_CONFIG = Path(__file__).with_name("slowapi.env")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def client_address(request: Request, trusted_proxies: list[str]) -> str:
+class TrustedProxies:
+    """`TRUSTED_PROXIES`: exact addresses (or names, as a test client calls itself) and
+    networks in CIDR form (`10.0.0.0/8`: an ingress or a platform router whose address
+    changes). `in` is a set lookup, plus an address parse only when networks are given."""
+
+    def __init__(self, entries: list[str]) -> None:
+        networks = [e for e in entries if "/" in e]
+        self.exact = frozenset(e for e in entries if "/" not in e)
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def __contains__(self, host: object) -> bool:
+        if host in self.exact:
+            return True
+        if not self.networks or not isinstance(host, str):
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+def client_address(request: Request, trusted_proxies: Container[str]) -> str:
     """The caller's address for per-address limits, from `TRUSTED_PROXIES` alone.
 
     Every `X-Forwarded-For` line counts (a proxy may append its own line rather than extend
@@ -121,11 +144,13 @@ def storage_uri(configured: str, timeout_seconds: float) -> str:
 
 
 def build_limiter(settings: ApiSettings) -> Limiter:
+    trusted = TrustedProxies(settings.trusted_proxies)
+
     def caller(request: Request) -> str:
         fingerprint = getattr(request.state, "key_fingerprint", None)
         if fingerprint:
             return f"key:{fingerprint}"
-        return f"ip:{client_address(request, settings.trusted_proxies)}"
+        return f"ip:{client_address(request, trusted)}"
 
     return Limiter(
         key_func=caller,
@@ -164,7 +189,7 @@ class AuthFailureLimit:
         self.limiter = limiter
         self.item = parse(settings.rate_limit_auth_failures)
         self.prefix = settings.rate_limit_key_prefix
-        self.trusted = settings.trusted_proxies
+        self.trusted = TrustedProxies(settings.trusted_proxies)
         self._blocked: TTLCache[str, float] = TTLCache(maxsize=65536, ttl=self.item.get_expiry())
 
     def check(self, request: Request) -> None:

@@ -7,6 +7,7 @@ anywhere; this adds hosts, CORS, docs, limits and caching. Read once, in the lif
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -59,6 +60,17 @@ class ApiSettings(Settings):
     @classmethod
     def _split(cls, value: object) -> object:
         return split_commas(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"TRUSTED_PROXIES: {entry!r} is not a network") from exc
+        return value
 
     @model_validator(mode="after")
     def _refuse_keys_no_client_may_send(self) -> ApiSettings:

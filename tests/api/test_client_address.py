@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.settings import get_api_settings
 from tests.api.conftest import KEY
 from tests.api.test_rate_limits import limited_client
 
@@ -104,3 +105,31 @@ def test_the_app_joins_every_forwarded_for_line(api_database: str) -> None:
         other = client.get("/health/live", headers={"X-Forwarded-For": "203.0.113.6"})
     assert answers == [200, 200, 429]  # all three are 203.0.113.5 (probes: 2/minute)
     assert other.status_code == 200
+
+
+@pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
+def test_trusted_proxies_may_be_networks(api_database: str) -> None:
+    """An ingress or a platform router changes address: `10.0.0.0/8` trusts every hop in it.
+    Without that, every client behind it would share the router's address, and one key
+    guesser would block them all."""
+    proxies = "testclient,10.0.0.0/8,2001:db8::/32"
+    settings = {"trusted_proxies": proxies, "rate_limit_auth_failures": "2/minute"}
+    with limited_client(api_database, **settings) as client:
+        guesses = [
+            client.get(
+                "/api/crypto/runs",
+                headers={"X-Forwarded-For": f"203.0.113.9, 10.1.2.{i}, 2001:db8::{i}",
+                         "X-API-Key": "guess"},
+            ).status_code
+            for i in range(3)
+        ]  # fmt: skip
+        other = client.get(
+            "/api/crypto/runs", headers={"X-Forwarded-For": "203.0.113.10, 10.9.9.9"}
+        )
+    assert guesses == [401, 401, 429]  # one guesser, seen through three router addresses
+    assert other.status_code == 200  # another client behind the same routers
+
+
+def test_a_trusted_proxy_network_must_parse() -> None:
+    with pytest.raises(ValueError, match="not a network"):
+        get_api_settings(trusted_proxies="10.0.0.0/33", _env_file=None)
