@@ -22,6 +22,9 @@ from etl.core.errors import GeminiError, UnknownAssetError
 
 log = logging.getLogger("api.errors")
 PROBLEM_JSON = "application/problem+json"
+# On every error answer, even one sent outside the middleware (a 500 is sent by Starlette's
+# outermost layer): an error is never cached, and never sniffed into another content type.
+ERROR_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _TITLES = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 406: "Not Acceptable", 422: "Unprocessable Content",
@@ -65,7 +68,17 @@ def problem_response(
         "request_id": getattr(request.state, "request_id", None),
         **(extra or {}),
     }
+    headers = {**(headers or {}), **ERROR_HEADERS}
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def is_client_error(exc: BaseException) -> bool:
+    """Whether `exc` is answered with a 4xx: the caller's mistake, not worth a traceback."""
+    if isinstance(exc, Problem):
+        return exc.status < 500
+    if isinstance(exc, StarletteHTTPException):
+        return exc.status_code < 500
+    return isinstance(exc, UnknownAssetError | RequestValidationError)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -80,7 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         detail = str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "Error")
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"no route {request.url.path}"
+            detail = "no such route"  # the path is the caller's text: never echoed back
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(request, exc.status_code, code, detail, headers=headers)
 

@@ -2,8 +2,10 @@
 
 `X-Request-ID` is taken from the client when it is a sane token (1-64 of
 `A-Za-z0-9._-`), generated otherwise (128 random bits as hex: an id, not a secret), set on
-the response and bound to every log line of the request. The access log line has method,
-route template, status, duration and the caller's key fingerprint (never the key).
+the response and bound to every log line of the request. Every answer gets
+`X-Content-Type-Options: nosniff`, every error `Cache-Control: no-store`. The access log
+line has method, route template, status, duration and the caller's key fingerprint (never
+the key).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = _limit_headers(status, list(message.get("headers", [])))
+                headers = _security_headers(status, headers)
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)
@@ -100,6 +103,21 @@ def _limit_headers(status: int, headers: list[tuple[bytes, bytes]]) -> list[tupl
             value = str(math.ceil(float(value))).encode()
         tidy.append((name, value))
     return tidy
+
+
+def _security_headers(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`X-Content-Type-Options: nosniff` on every answer; `Cache-Control: no-store` on every
+    error (whatever a route or library set), so no cache keeps a 401, 404 or 429."""
+    error = status >= 400
+    kept = [
+        (name, value) for name, value in headers
+        if name.lower() != b"x-content-type-options"
+        and not (error and name.lower() == b"cache-control")
+    ]  # fmt: skip
+    kept.append((b"x-content-type-options", b"nosniff"))
+    if error:
+        kept.append((b"cache-control", b"no-store"))
+    return kept
 
 
 def _new_id() -> str:

@@ -2,9 +2,11 @@
 
 The key is the caller's API-key fingerprint (set by `require_api_key`), else the client
 address; `X-Forwarded-For` is honoured only when the direct peer is a configured trusted
-proxy (the right-most address not itself a trusted proxy is the client). Each route class
-(`data`, `candles`, `probes`) shares one counter per caller, with its limit from settings
-(`RATE_LIMIT_DEFAULT`, `RATE_LIMIT_CANDLES`, `RATE_LIMIT_PROBES`). Storage is in-process
+proxy (`TRUSTED_PROXIES`; the right-most address not itself a trusted proxy is the client).
+uvicorn's own proxy handling (`FORWARDED_ALLOW_IPS`) is off in `api.serve`: it would
+rewrite the peer before this rule sees it. Each route class (`data`, `candles`, `probes`)
+shares one counter per caller, with its limit from settings (`RATE_LIMIT_DEFAULT`,
+`RATE_LIMIT_CANDLES`, `RATE_LIMIT_PROBES`). Storage is in-process
 (`memory://`) or Redis (`RATE_LIMIT_STORAGE_URI=redis://...`), which makes limits hold
 across workers and replicas. Responses carry `X-RateLimit-Limit/Remaining/Reset`; a
 limited request gets a 429 problem with `Retry-After`.
@@ -12,13 +14,15 @@ limited request gets a 429 problem with `Retry-After`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cachetools import TTLCache
@@ -36,12 +40,40 @@ EMPTY_CONFIG = Path(__file__).with_name("slowapi.env")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def client_address(request: Request, trusted_proxies: list[str]) -> str:
+class TrustedProxies:
+    """`TRUSTED_PROXIES`: exact addresses (or names, as a test client calls itself) and
+    networks in CIDR form (`10.0.0.0/8`: an ingress or a platform router whose address
+    changes). `in` is a set lookup, plus an address parse only when networks are given."""
+
+    def __init__(self, entries: list[str]) -> None:
+        networks = [e for e in entries if "/" in e]
+        self.exact = frozenset(e for e in entries if "/" not in e)
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def __contains__(self, host: object) -> bool:
+        if host in self.exact:
+            return True
+        if not self.networks or not isinstance(host, str):
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+def client_address(request: Request, trusted_proxies: Container[str]) -> str:
+    """The caller's address for per-address limits, from `TRUSTED_PROXIES` alone.
+
+    Every `X-Forwarded-For` line counts (a proxy may append its own line rather than extend
+    the first one; reading only the first would let the client's own line decide). The
+    lines are joined in order and walked right to left past trusted proxies."""
     peer = request.client.host if request.client else "unknown"
     if peer not in trusted_proxies:
         return peer
-    forwarded = [p.strip() for p in request.headers.get("x-forwarded-for", "").split(",")]
-    for hop in reversed([p for p in forwarded if p]):
+    lines = request.headers.getlist("x-forwarded-for")
+    hops = [hop.strip() for line in lines for hop in line.split(",")]
+    for hop in reversed([h for h in hops if h]):
         if hop not in trusted_proxies:
             return hop
     return peer
@@ -112,11 +144,13 @@ def storage_uri(configured: str, timeout_seconds: float) -> str:
 
 
 def build_limiter(settings: ApiSettings) -> Limiter:
+    trusted = TrustedProxies(settings.trusted_proxies)
+
     def caller(request: Request) -> str:
         fingerprint = getattr(request.state, "key_fingerprint", None)
         if fingerprint:
             return f"key:{fingerprint}"
-        return f"ip:{client_address(request, settings.trusted_proxies)}"
+        return f"ip:{client_address(request, trusted)}"
 
     return Limiter(
         key_func=caller,
@@ -143,26 +177,51 @@ def storage_state(limiter: Limiter, settings: ApiSettings) -> dict[str, Any]:
 
 class AuthFailureLimit:
     """Wrong keys per client address (`RATE_LIMIT_AUTH_FAILURES`), in the limiter's own
-    storage: past the limit, guessing gets a 429 instead of another 401."""
+    storage. Checked before a key is compared: once an address is past the limit, every
+    request from it is a 429 until the window ends, the right key too, or a guesser would
+    still learn which guess was right (200 among 429s).
+
+    The check reads a per-process record of blocked addresses (no storage round trip on
+    every keyed request); the record is filled from the shared storage by the refused wrong
+    key, so with several workers each one learns of a block at its first refusal."""
 
     def __init__(self, limiter: Limiter, settings: ApiSettings) -> None:
         self.limiter = limiter
         self.item = parse(settings.rate_limit_auth_failures)
         self.prefix = settings.rate_limit_key_prefix
-        self.trusted = settings.trusted_proxies
+        self.trusted = TrustedProxies(settings.trusted_proxies)
+        self._blocked: TTLCache[str, float] = TTLCache(maxsize=65536, ttl=self.item.get_expiry())
+
+    def check(self, request: Request) -> None:
+        """429 when the caller's address is past the wrong-key limit."""
+        until = self._blocked.get(client_address(request, self.trusted))
+        now = time.time()
+        if until is not None and until > now:
+            self._refuse(until - now)
 
     def record(self, request: Request) -> None:
         address = client_address(request, self.trusted)
+        identifiers = (self.prefix, "auth-failures", address)
         try:  # `limiter.limiter` is the in-memory fallback while Redis is down
-            allowed = self.limiter.limiter.hit(self.item, self.prefix, "auth-failures", address)
+            allowed = self.limiter.limiter.hit(self.item, *identifiers)
+            reset = (
+                0.0
+                if allowed
+                else self.limiter.limiter.get_window_stats(self.item, *identifiers).reset_time
+            )
         except Exception:  # storage failing right now: the wrong key still gets its 401
             log.warning("auth-failure limit storage unreachable", exc_info=True)
-            allowed = True
+            return
         if not allowed:
-            raise Problem(
-                429, "too_many_auth_failures", "too many requests with a wrong API key",
-                headers={"Retry-After": str(self.item.get_expiry())},
-            )  # fmt: skip
+            until = max(reset, time.time() + 1)
+            self._blocked[address] = until
+            self._refuse(until - time.time())
+
+    def _refuse(self, seconds: float) -> NoReturn:
+        raise Problem(
+            429, "too_many_auth_failures", "too many requests with a wrong API key",
+            headers={"Retry-After": str(max(1, math.ceil(seconds)))},
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from fastapi import Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api.errors import is_client_error
 from etl.core.clock import from_epoch_ms
 from etl.core.intervals import INTERVAL_MS
 
@@ -150,5 +151,9 @@ class HotCache:
 def _log_failure(key: str, task: asyncio.Task[Rendered]) -> None:
     """A failed render: its waiters got the error; a background refresh's only trace is
     this line, and the stale body stays until it ages out (a miss then reports it)."""
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("rendering the cached %s failed", key, exc_info=task.exception())
+    if task.cancelled() or (error := task.exception()) is None:
+        return
+    if is_client_error(error):  # an unknown symbol is the caller's mistake: no traceback
+        log.debug("cached %s answered %s", key, type(error).__name__)
+    else:
+        log.warning("rendering the cached %s failed", key, exc_info=error)

@@ -221,5 +221,27 @@ class RunOut(BaseModel):
     error: str | None
 
 
+class SourceTotals(BaseModel):
+    status: str | None
+    read: int
+    inserted: int
+    updated: int
+    unchanged: int
+    rejected: int
+    error_count: int = Field(description="how many errors; their text is on /runs/{id}")
+
+
+class RunSummary(BaseModel):
+    """A run as listed: per source its status and counts, no per-file details."""
+
+    id: str
+    trigger: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    sources: dict[str, SourceTotals]
+    error: str | None = Field(description="masked, at most 2,000 characters")
+
+
 class RunList(BaseModel):
-    data: list[RunOut]
+    data: list[RunSummary]

@@ -2,8 +2,11 @@
 
 Keys come from `API_KEY` and `API_KEYS` (comma-separated, for rotation; an entry may be
 `sha256:<hex>` so the plain key never sits in the environment). The presented key is
-hashed and compared in constant time with every accepted digest. A key never appears in a
-log line, an error or a metric label: its fingerprint (first 12 hex of its SHA-256) does.
+hashed and compared in constant time with every accepted digest, as the bytes sent; a key
+header over `MAX_KEY_BYTES` (256) is refused without hashing. Past the wrong-key limit per
+address (`RATE_LIMIT_AUTH_FAILURES`) an address gets 429 before any key is compared.
+A key never appears in a log line, an error or a metric label: its fingerprint (first 12
+hex of its SHA-256) does.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
 
 from api.errors import Problem
+from api.settings import MAX_KEY_BYTES
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="your API key")
 
@@ -23,22 +27,29 @@ API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="y
 async def require_api_key(
     request: Request, key: Annotated[str | None, Security(API_KEY_HEADER)] = None
 ) -> str:
-    """The caller's key fingerprint; 401 problem when the key is missing or wrong.
+    """The caller's key fingerprint; 401 problem when the key is missing or wrong, 429 when
+    the caller's address is past the wrong-key limit (checked first, see AuthFailureLimit).
 
     `async` on purpose: it does no I/O, and a plain `def` would cost a thread-pool hop on
     every request."""
-    digests: list[bytes] = request.app.state.key_digests
+    failures = request.app.state.auth_failures
+    failures.check(request)
     challenge = {"WWW-Authenticate": "ApiKey"}
     if not key:
         raise Problem(
             401, "missing_api_key", "send your key in the X-API-Key header", headers=challenge
         )
-    presented = hashlib.sha256(key.encode()).digest()
+    # Starlette decodes header values as latin-1, so this is the bytes as sent: a key with
+    # non-ASCII characters matches when the client sends it UTF-8 encoded, as it is stored.
+    presented_bytes = key.encode("latin-1")
     matched = False
-    for digest in digests:  # no early exit: the time does not depend on which key matched
-        matched |= hmac.compare_digest(presented, digest)
+    presented = b""
+    if len(presented_bytes) <= MAX_KEY_BYTES:  # longer is wrong, and not worth a hash
+        presented = hashlib.sha256(presented_bytes).digest()
+        for digest in request.app.state.key_digests:  # no early exit: constant time
+            matched |= hmac.compare_digest(presented, digest)
     if not matched:
-        request.app.state.auth_failures.record(request)
+        failures.record(request)
         raise Problem(401, "invalid_api_key", "the API key is not valid", headers=challenge)
     request.state.key_fingerprint = presented.hex()[:12]
     return request.state.key_fingerprint  # type: ignore[no-any-return]

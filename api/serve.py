@@ -55,6 +55,10 @@ class NoDelayHttpProtocol(HttpToolsProtocol):
 SERVER_OPTIONS: dict[str, Any] = {
     "factory": True, "http": "api.serve:NoDelayHttpProtocol", "log_config": None,
     "access_log": False,  # api.middleware writes the JSON access log
+    # uvicorn would replace the peer address with X-Forwarded-For whenever the peer is in
+    # FORWARDED_ALLOW_IPS (127.0.0.1 by default): any local client could pick its address
+    # and escape per-address limits. api.rate_limit.client_address applies TRUSTED_PROXIES.
+    "proxy_headers": False,
 }  # fmt: skip
 
 

@@ -7,15 +7,18 @@ anywhere; this adds hosts, CORS, docs, limits and caching. Read once, in the lif
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from etl.core.settings import Settings, split_commas
 
 PLACEHOLDER_KEYS = frozenset({"change-me", "changeme", "placeholder", "example", "secret", "dev"})
 MIN_PRODUCTION_KEY_LENGTH = 24
+MIN_CURSOR_SECRET_LENGTH = 32
+MAX_KEY_BYTES = 256  # longer X-API-Key headers are refused before hashing
 
 
 class ApiSettings(Settings):
@@ -49,12 +52,32 @@ class ApiSettings(Settings):
     cache_stale_seconds: float = Field(default=30.0, ge=0)
     cache_max_mb: int = Field(default=64, ge=1)  # bytes of rendered answers kept, per process
     cache_max_age_seconds: int = Field(default=60, ge=0)
-    cursor_secret: str = ""  # signs pagination cursors; derived from the keys when empty
+    # Signs pagination cursors. Required in production: the fallback is derived from the
+    # key digests, so anyone who can read a `sha256:` entry could forge cursors with it.
+    cursor_secret: SecretStr | None = None
 
     @field_validator("allowed_hosts", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return split_commas(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"TRUSTED_PROXIES: {entry!r} is not a network") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_keys_no_client_may_send(self) -> ApiSettings:
+        for key in self.plain_keys():
+            if len(key.encode()) > MAX_KEY_BYTES:
+                raise ValueError(f"an API key is at most {MAX_KEY_BYTES} bytes (UTF-8)")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> ApiSettings:
@@ -66,6 +89,12 @@ class ApiSettings(Settings):
                     "refusing a placeholder or short API key in production "
                     f"(use at least {MIN_PRODUCTION_KEY_LENGTH} random characters)"
                 )
+        secret = self.cursor_secret.get_secret_value() if self.cursor_secret else ""
+        if len(secret) < MIN_CURSOR_SECRET_LENGTH or secret.lower() in PLACEHOLDER_KEYS:
+            raise ValueError(
+                "CURSOR_SECRET is required in production: at least "
+                f"{MIN_CURSOR_SECRET_LENGTH} random characters (it signs pagination cursors)"
+            )
         return self
 
     @property
@@ -91,8 +120,9 @@ class ApiSettings(Settings):
         return digests
 
     def cursor_key(self) -> bytes:
-        if self.cursor_secret:
-            return self.cursor_secret.encode()
+        if self.cursor_secret and self.cursor_secret.get_secret_value():
+            return self.cursor_secret.get_secret_value().encode()
+        # development and tests only (production requires CURSOR_SECRET)
         return hashlib.sha256(b"cursor:" + b"".join(sorted(self.key_digests()))).digest()
 
 

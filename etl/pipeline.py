@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.assets import AssetRegistry
 from etl.core.clock import utc_now_ms
-from etl.core.log import configure_logging, correlation
+from etl.core.log import configure_logging, correlation, secrets_of
 from etl.core.settings import Settings, get_settings
 from etl.db.engine import create_db_engine, migrate, write_transaction
 from etl.load.ledger import finish_run, insert_quality, start_run, upsert_metric
@@ -119,7 +119,7 @@ def end_run(
     )
     finish_run(
         ctx.engine, run_id=ctx.run_id, status=summary.status, sources=summary.sources,
-        error=summary.error, now_ms=utc_now_ms(),
+        error=summary.error, now_ms=utc_now_ms(), secrets=secrets_of(ctx.settings),
     )  # fmt: skip
     log.info("run finished", extra={"status": summary.status, "duration_s": summary.duration_s})
     return summary

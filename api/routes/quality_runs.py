@@ -9,8 +9,10 @@ from api.rate_limit import RouteLimits
 from api.responses import body_of, respond, utc
 from api.routes.common import SymbolsQuery, selected_assets
 from api.routes.symbols import quality_out
-from api.schemas import QualityList, RunList, RunOut
+from api.schemas import QualityList, RunList, RunOut, RunSummary
 from etl.read.runs import get_run, latest_quality, list_runs
+
+MAX_RUNS_LISTED = 100  # with errors cut at 2,000 characters: a list stays under ~250 KB
 
 
 def run_out(row: dict[str, Any]) -> RunOut:
@@ -20,6 +22,10 @@ def run_out(row: dict[str, Any]) -> RunOut:
         finished_at=utc(int(row["finished_at"])) if row["finished_at"] is not None else None,
         sources=row["sources"] or {}, error=row["error"],
     )  # fmt: skip
+
+
+def run_summary(row: dict[str, Any]) -> RunSummary:
+    return RunSummary.model_validate({**run_out(row).model_dump(), "sources": row["sources"]})
 
 
 def build(limits: RouteLimits) -> APIRouter:
@@ -40,10 +46,13 @@ def build(limits: RouteLimits) -> APIRouter:
 
     @router.get("/runs", response_model=RunList)
     @limits.data
-    def runs(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
-        """The ETL run ledger, newest first."""
+    def runs(
+        request: Request, limit: Annotated[int, Query(ge=1, le=MAX_RUNS_LISTED)] = 50
+    ) -> Response:
+        """The ETL run ledger, newest first: per source its status and counts. Per-file
+        details and error messages are on `/runs/{id}`."""
         with request.app.state.engine.connect() as conn:
-            page = RunList(data=[run_out(r) for r in list_runs(conn, limit)])
+            page = RunList(data=[run_summary(r) for r in list_runs(conn, limit)])
         return respond(request, body_of(page), max_age=0)
 
     @router.get("/runs/{run_id}", response_model=RunOut)

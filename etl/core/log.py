@@ -6,12 +6,16 @@ id for everything logged inside it (a contextvar, so threads and tasks keep thei
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
+from urllib.parse import quote
 
+from pydantic import SecretStr
 from pythonjsonlogger.json import JsonFormatter
 
 from etl.core.settings import Settings, secret_values
@@ -28,29 +32,68 @@ class CorrelationFilter(logging.Filter):
         return True
 
 
+# `scheme://user:password@host`: a password in any URL, configured or not.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)")
+_URL_MASKED = r"\g<head>***"
+
+
+def secret_forms(secret: str) -> set[str]:
+    """The spellings a secret takes on its way into a log line or a stored error: as is,
+    inside a repr (tracebacks: `KeyError('...')`, `b'...'`), percent-encoded in a URL, each
+    of these JSON-escaped (`"` and `\\` escaped, non-ASCII as `\\u00e9` or kept)."""
+    bases = {secret, repr(secret)[1:-1], repr(secret.encode())[2:-1], quote(secret, safe="")}
+    forms = set(bases)
+    for base in bases:
+        for ascii_only in (True, False):
+            forms.add(json.dumps(base, ensure_ascii=ascii_only)[1:-1])
+    return {form for form in forms if form}
+
+
 class SecretMask(logging.Filter):
-    """Replaces every configured secret in a record (message, arguments, extra fields)."""
+    """Replaces every configured secret in a record (message, arguments, extra fields), in
+    every spelling of `secret_forms`, and the password of any URL."""
 
     MASK = "***"
 
     def __init__(self, secrets: Sequence[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
+        forms = {form for secret in self.secrets for form in secret_forms(secret)}
+        # One pass per text (every access-log field goes through here), longest form first.
+        alternatives = [re.escape(f) for f in sorted(forms, key=len, reverse=True)]
+        self._forms = re.compile("|".join(alternatives)) if alternatives else None
 
     def clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, self.MASK)
+        if self._forms is not None:
+            text = self._forms.sub(self.MASK, text)
+        if "://" in text:  # the URL rule costs a regex scan: only where a URL may be
+            text = _URL_PASSWORD.sub(_URL_MASKED, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         record.msg = self.clean(record.getMessage())
         record.args = None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD_ATTRS and isinstance(value, str):
                 setattr(record, key, self.clean(value))
         return True
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret of the settings: the data side's (`secret_values`) and any other
+    `SecretStr` field a subclass adds (the API's `CURSOR_SECRET`)."""
+    values = set(secret_values(settings))
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, SecretStr) and len(item.get_secret_value()) >= 4:
+                values.add(item.get_secret_value())
+    return sorted(values, key=len, reverse=True)
+
+
+def mask_secrets(text: str, secrets: Sequence[str]) -> str:
+    """`text` as a log line would show it: secrets and URL passwords masked."""
+    return SecretMask(secrets).clean(text)
 
 
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})))
@@ -97,7 +140,7 @@ def configure_logging(settings: Settings) -> None:
         )
     else:
         formatter = logging.Formatter("%(asctime)s %(levelname)s [%(run_id)s] %(message)s")
-    mask = SecretMask(secret_values(settings))
+    mask = SecretMask(secrets_of(settings))
     handler.setFormatter(MaskingFormatter(formatter, mask))
     handler.addFilter(CorrelationFilter())
     handler.addFilter(mask)

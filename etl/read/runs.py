@@ -24,10 +24,25 @@ def latest_quality(conn: Connection, asset_id: int | None = None) -> list[dict[s
     return [plain(r) for r in rows]
 
 
+TOTALS = ("read", "inserted", "updated", "unchanged", "rejected")
+
+
 def list_runs(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    """The newest runs, each source reduced to its status, counts and number of errors: the
+    per-file details and error messages stay with the one run (`get_run`), so a list of
+    runs stays small however many files a run read."""
     table = EtlRun.__table__
     rows = conn.execute(select(table).order_by(table.c.started_at.desc()).limit(limit))
-    return [plain(r) for r in rows.mappings().all()]
+    runs = [plain(r) for r in rows.mappings().all()]
+    for run in runs:
+        run["sources"] = {name: source_totals(s) for name, s in (run["sources"] or {}).items()}
+    return runs
+
+
+def source_totals(source: dict[str, Any]) -> dict[str, Any]:
+    totals = {name: int(source.get(name) or 0) for name in TOTALS}
+    errors = len(source.get("errors") or [])
+    return {"status": source.get("status"), **totals, "error_count": errors}
 
 
 def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:

@@ -103,7 +103,9 @@ def test_docs_and_schema_are_served_unless_disabled(api_database: str) -> None:
 def test_production_refuses_placeholder_keys() -> None:
     with pytest.raises(ValidationError, match="placeholder or short API key"):
         get_api_settings(environment="production", api_key="change-me", _env_file=None)
-    good = get_api_settings(environment="production", api_key="k" * 32, _env_file=None)
+    good = get_api_settings(
+        environment="production", api_key="k" * 32, cursor_secret="c" * 32, _env_file=None
+    )
     assert good.docs is False  # docs are off by default in production
 
 
