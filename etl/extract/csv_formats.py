@@ -38,6 +38,9 @@ CANONICAL_COLUMNS = (
 )  # fmt: skip
 
 
+SOURCE_MAX_CHARS = 32  # the `source` columns are String(32)
+
+
 def normalise_header(cells: list[str]) -> list[str]:
     return [cell.replace("\ufeff", "").strip().strip('"').lower() for cell in cells]
 
@@ -184,7 +187,8 @@ class CryptoDataDownload(CsvFormat):
     def source_for(self, path: Path) -> str:
         # `Gemini_BTCUSD_d.csv`: the exchange the export came from, not the website.
         prefix = path.stem.split("_")[0]
-        return prefix.lower() if prefix.isalpha() and len(path.stem.split("_")) > 1 else "cdd"
+        named = prefix.isascii() and prefix.isalpha() and len(prefix) <= SOURCE_MAX_CHARS
+        return prefix.lower() if named and len(path.stem.split("_")) > 1 else "cdd"
 
 
 class Yahoo(CsvFormat):

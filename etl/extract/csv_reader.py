@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pandas.io.parsers import TextFileReader
 
 from etl.core.errors import UnrecognisedFormatError
-from etl.extract.csv_formats import FORMATS, CsvFormat, Layout, detect
+from etl.extract.csv_formats import CANONICAL_COLUMNS, FORMATS, CsvFormat, Layout, detect
+from etl.extract.csv_guard import open_regular
 
 SNIFF_LINES = 5
+DEFAULT_MAX_LINE_BYTES = 1 << 20  # CSV_MAX_LINE_BYTES
+RAW_MAX_CHARS = 4096  # the quarantined text of one line
+LONG_LINE_REASON = "line longer than CSV_MAX_LINE_BYTES"
 # Symbols and names repeat on every row: categories parse and map to assets per distinct value.
 _TEXT_DTYPE: dict[str, str | type] = {"symbol": "category", "name": "category"}
 Lines = npt.NDArray[np.int64]
@@ -38,18 +44,76 @@ class Chunk:
     blank_lines: int
 
 
-def file_sha256(path: Path) -> str:
+@dataclass(frozen=True)
+class FileScan:
+    sha256: str
+    long_lines: tuple[int, ...]  # 1-based lines longer than the limit (never parsed)
+
+
+def text_handle(path: Path) -> io.TextIOWrapper:
+    """The file as text the way every reader here sees it (BOM dropped, bad bytes replaced,
+    `\r`, `\n` and `\r\n` all end a line, as pandas' parser counts them)."""
+    return io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", errors="replace", newline="")
+
+
+def scan_file(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> FileScan:
+    """One streaming pass: the content hash, and which lines are too long to parse."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+    counter = _LineCounter(max_line_bytes)
+    with open_regular(path) as handle:
+        for block in iter(lambda: handle.read(min(1 << 20, max_line_bytes)), b""):
             digest.update(block)
-    return digest.hexdigest()
+            counter.feed(block)
+    return FileScan(digest.hexdigest(), counter.finish())
 
 
-def sniff(path: Path) -> tuple[CsvFormat, Layout]:
-    """Recognise the layout from the first lines (the header, banners included)."""
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-        rows = list(csv.reader(islice(handle, SNIFF_LINES)))
+def file_sha256(path: Path) -> str:
+    return scan_file(path).sha256
+
+
+class _LineCounter:
+    """Counts lines block by block and notes those over the limit. A block is never longer
+    than the limit, so only the line a block starts in can be too long."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.lines, self.current, self.after_cr = limit, 0, 0, False
+        self.long: list[int] = []
+
+    def feed(self, block: bytes) -> None:
+        ends = [i for i in (block.find(b"\n"), block.find(b"\r")) if i >= 0]
+        if not ends:
+            self.current += len(block)
+            self.after_cr = False
+            return
+        if self.current + min(ends) > self.limit:
+            self.long.append(self.lines + 1)
+        self.lines += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+        if self.after_cr and block.startswith(b"\n"):
+            self.lines -= 1  # the second half of a \r\n split between two blocks
+        self.current = len(block) - 1 - max(block.rfind(b"\n"), block.rfind(b"\r"))
+        self.after_cr = block.endswith(b"\r")
+
+    def finish(self) -> tuple[int, ...]:
+        if self.current > self.limit:
+            self.long.append(self.lines + 1)
+        return tuple(self.long)
+
+
+def sniff(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[CsvFormat, Layout]:
+    """Recognise the layout from the first lines (the header, banners included); a line
+    longer than the limit ends the sniffed text there."""
+    if csv.field_size_limit() < max_line_bytes:
+        csv.field_size_limit(max_line_bytes)  # a 200 KB field is a bad value, not a crash
+    lines: list[str] = []
+    with text_handle(path) as handle:
+        while len(lines) < SNIFF_LINES:
+            line = handle.readline(max_line_bytes + 1)
+            if not line:
+                break
+            lines.append(line)
+            if len(line) > max_line_bytes:
+                break
+    rows = list(csv.reader(lines))
     found = detect(rows)
     if found is None:
         first = rows[0] if rows else []
@@ -57,13 +121,51 @@ def sniff(path: Path) -> tuple[CsvFormat, Layout]:
     return found
 
 
-def iter_chunks(path: Path, fmt: CsvFormat, layout: Layout, chunk_rows: int) -> Iterator[Chunk]:
+def iter_chunks(
+    path: Path,
+    fmt: CsvFormat,
+    layout: Layout,
+    chunk_rows: int,
+    long_lines: Sequence[int] = (),
+) -> Iterator[Chunk]:
+    """Canonical frames, `chunk_rows` rows each; `long_lines` (from `scan_file`) are skipped
+    unread and reported as malformed in the chunk they fall in."""
     first_line = layout.header_line + 2
-    reader = pd.read_csv(
-        path,
+    too_long = [line for line in sorted(long_lines) if line >= first_line]
+    skiprows: int | list[int] = layout.header_line + 1
+    if too_long:
+        skiprows = [*range(layout.header_line + 1), *(line - 1 for line in too_long)]
+    skipped: list[int] = list(too_long)
+    pending = [(line, LONG_LINE_REASON) for line in too_long]
+    position = 0
+    with open_regular(path) as handle, _reader(handle, fmt, layout, chunk_rows, skiprows) as reader:
+        for chunk, bad in _chunks_with_warnings(reader):
+            skipped.extend(line for line, _ in bad)
+            rows = np.arange(position, position + len(chunk))
+            position += len(chunk)
+            chunk.index = pd.Index(
+                first_line + rows + _lines_skipped_before(skipped, rows + first_line)
+            )
+            last = int(chunk.index.max()) if len(chunk) else first_line
+            mine = [p for p in pending if p[0] <= last]
+            pending = pending[len(mine) :]
+            blank = chunk.isna().all(axis=1)
+            frame = fmt.normalise(chunk[~blank], layout)
+            frame["line"] = frame.index.to_numpy()
+            malformed = sorted(bad + mine)
+            yield Chunk(frame.reset_index(drop=True), malformed, int(blank.sum()))
+    if pending:
+        yield Chunk(pd.DataFrame(columns=[*CANONICAL_COLUMNS, "line"]), pending, 0)
+
+
+def _reader(
+    handle: BinaryIO, fmt: CsvFormat, layout: Layout, chunk_rows: int, skiprows: int | list[int]
+) -> TextFileReader:
+    return pd.read_csv(
+        handle,
         header=None,
         names=layout.columns,
-        skiprows=layout.header_line + 1,
+        skiprows=skiprows,
         dtype={c: _TEXT_DTYPE.get(c, str) for c in fmt.string_columns if c in layout.columns},
         chunksize=chunk_rows,
         skip_blank_lines=False,
@@ -71,31 +173,25 @@ def iter_chunks(path: Path, fmt: CsvFormat, layout: Layout, chunk_rows: int) -> 
         index_col=False,
         on_bad_lines="warn",
     )
-    skipped: list[int] = []
-    position = 0
-    with reader:
-        while True:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    chunk = next(reader)
-                except StopIteration:
-                    return
-            malformed = [
-                (int(line), reason)
-                for w in caught
-                for line, reason in _SKIPPED_LINE.findall(str(w.message))
-            ]
-            skipped.extend(line for line, _ in malformed)
-            rows = np.arange(position, position + len(chunk))
-            position += len(chunk)
-            chunk.index = pd.Index(
-                first_line + rows + _lines_skipped_before(skipped, rows + first_line)
-            )
-            blank = chunk.isna().all(axis=1)
-            frame = fmt.normalise(chunk[~blank], layout)
-            frame["line"] = frame.index.to_numpy()
-            yield Chunk(frame.reset_index(drop=True), malformed, int(blank.sum()))
+
+
+def _chunks_with_warnings(
+    reader: TextFileReader,
+) -> Iterator[tuple[pd.DataFrame, list[tuple[int, str]]]]:
+    """Each chunk with the lines pandas could not split (it only warns about them)."""
+    while True:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                chunk = next(reader)
+            except (StopIteration, pd.errors.EmptyDataError):
+                return
+        bad = [
+            (int(line), reason)
+            for w in caught
+            for line, reason in _SKIPPED_LINE.findall(str(w.message))
+        ]
+        yield chunk, bad
 
 
 def _lines_skipped_before(skipped: list[int], naive_lines: Lines) -> Lines:
@@ -111,11 +207,22 @@ def _lines_skipped_before(skipped: list[int], naive_lines: Lines) -> Lines:
 
 class RawLines:
     """The exact text of chosen 1-based lines, read forward only: ask in increasing line
-    order (chunks arrive in file order) and the whole file is read at most once."""
+    order (chunks arrive in file order) and the whole file is read at most once. A line is
+    kept up to `RAW_MAX_CHARS` (a 10 MB line is never held in memory whole)."""
 
-    def __init__(self, path: Path) -> None:
-        self._handle = path.open(encoding="utf-8-sig", errors="replace", newline="")
+    def __init__(self, path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self._handle = text_handle(path)
         self._line = 0
+        self._limit = max(max_line_bytes, RAW_MAX_CHARS)
+
+    def _readline(self) -> str:
+        text = self._handle.readline(self._limit)
+        rest = text
+        while len(rest) == self._limit and not rest.endswith(("\n", "\r")):
+            rest = self._handle.readline(self._limit)  # drop the rest of an overlong line
+        if len(text) > RAW_MAX_CHARS:
+            return text[:RAW_MAX_CHARS] + "..."
+        return text
 
     def take(self, wanted: Iterable[int]) -> dict[int, str]:
         targets = sorted(set(wanted))
@@ -125,7 +232,7 @@ class RawLines:
                 raise ValueError(f"line {target} was already passed (at {self._line})")
             text = ""
             while self._line < target:
-                text = self._handle.readline()
+                text = self._readline()
                 self._line += 1
                 if not text:
                     break
