@@ -9,7 +9,6 @@ number of fields are reported, not skipped silently.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import re
 import warnings
@@ -26,11 +25,10 @@ from pandas.io.parsers import TextFileReader
 from etl.core.errors import UnrecognisedFormatError
 from etl.extract.csv_formats import CANONICAL_COLUMNS, FORMATS, CsvFormat, Layout, detect
 from etl.extract.csv_guard import open_regular
+from etl.extract.csv_scan import DEFAULT_MAX_LINE_BYTES
 
 SNIFF_LINES = 5
-DEFAULT_MAX_LINE_BYTES = 1 << 20  # CSV_MAX_LINE_BYTES
 RAW_MAX_CHARS = 4096  # the quarantined text of one line
-LONG_LINE_REASON = "line longer than CSV_MAX_LINE_BYTES"
 # Symbols and names repeat on every row: categories parse and map to assets per distinct value.
 _TEXT_DTYPE: dict[str, str | type] = {"symbol": "category", "name": "category"}
 Lines = npt.NDArray[np.int64]
@@ -44,59 +42,10 @@ class Chunk:
     blank_lines: int
 
 
-@dataclass(frozen=True)
-class FileScan:
-    sha256: str
-    long_lines: tuple[int, ...]  # 1-based lines longer than the limit (never parsed)
-
-
 def text_handle(path: Path) -> io.TextIOWrapper:
     """The file as text the way every reader here sees it (BOM dropped, bad bytes replaced,
     `\r`, `\n` and `\r\n` all end a line, as pandas' parser counts them)."""
     return io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", errors="replace", newline="")
-
-
-def scan_file(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> FileScan:
-    """One streaming pass: the content hash, and which lines are too long to parse."""
-    digest = hashlib.sha256()
-    counter = _LineCounter(max_line_bytes)
-    with open_regular(path) as handle:
-        for block in iter(lambda: handle.read(min(1 << 20, max_line_bytes)), b""):
-            digest.update(block)
-            counter.feed(block)
-    return FileScan(digest.hexdigest(), counter.finish())
-
-
-def file_sha256(path: Path) -> str:
-    return scan_file(path).sha256
-
-
-class _LineCounter:
-    """Counts lines block by block and notes those over the limit. A block is never longer
-    than the limit, so only the line a block starts in can be too long."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.lines, self.current, self.after_cr = limit, 0, 0, False
-        self.long: list[int] = []
-
-    def feed(self, block: bytes) -> None:
-        ends = [i for i in (block.find(b"\n"), block.find(b"\r")) if i >= 0]
-        if not ends:
-            self.current += len(block)
-            self.after_cr = False
-            return
-        if self.current + min(ends) > self.limit:
-            self.long.append(self.lines + 1)
-        self.lines += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
-        if self.after_cr and block.startswith(b"\n"):
-            self.lines -= 1  # the second half of a \r\n split between two blocks
-        self.current = len(block) - 1 - max(block.rfind(b"\n"), block.rfind(b"\r"))
-        self.after_cr = block.endswith(b"\r")
-
-    def finish(self) -> tuple[int, ...]:
-        if self.current > self.limit:
-            self.long.append(self.lines + 1)
-        return tuple(self.long)
 
 
 def sniff(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[CsvFormat, Layout]:
@@ -126,17 +75,16 @@ def iter_chunks(
     fmt: CsvFormat,
     layout: Layout,
     chunk_rows: int,
-    long_lines: Sequence[int] = (),
+    unreadable: Sequence[tuple[int, str]] = (),
 ) -> Iterator[Chunk]:
-    """Canonical frames, `chunk_rows` rows each; `long_lines` (from `scan_file`) are skipped
-    unread and reported as malformed in the chunk they fall in."""
+    """Canonical frames, `chunk_rows` rows each; `unreadable` lines (line, reason; from
+    `scan_file`) are skipped unparsed and reported as malformed in the chunk they fall in."""
     first_line = layout.header_line + 2
-    too_long = [line for line in sorted(long_lines) if line >= first_line]
+    pending = sorted((line, reason) for line, reason in unreadable if line >= first_line)
+    skipped: list[int] = [line for line, _ in pending]
     skiprows: int | list[int] = layout.header_line + 1
-    if too_long:
-        skiprows = [*range(layout.header_line + 1), *(line - 1 for line in too_long)]
-    skipped: list[int] = list(too_long)
-    pending = [(line, LONG_LINE_REASON) for line in too_long]
+    if skipped:
+        skiprows = [*range(layout.header_line + 1), *(line - 1 for line in skipped)]
     position = 0
     with open_regular(path) as handle, _reader(handle, fmt, layout, chunk_rows, skiprows) as reader:
         for chunk, bad in _chunks_with_warnings(reader):

@@ -25,7 +25,8 @@ from etl.db.engine import is_sqlite
 from etl.db.models import SourceBatch
 from etl.extract.csv_formats import CsvFormat, Layout
 from etl.extract.csv_guard import check_regular
-from etl.extract.csv_reader import Chunk, FileScan, RawLines, iter_chunks, scan_file, sniff
+from etl.extract.csv_reader import Chunk, RawLines, iter_chunks, sniff
+from etl.extract.csv_scan import FileScan, scan_file
 from etl.load.writer import (
     CandleWriter,
     batch_already_loaded,
@@ -237,7 +238,7 @@ class FileLoad:
     def _chunks(self) -> Iterable[Chunk]:
         file, settings = self.file, self.ctx.settings
         chunks = iter_chunks(
-            file.path, file.fmt, file.layout, settings.csv_chunk_rows, file.scan.long_lines
+            file.path, file.fmt, file.layout, settings.csv_chunk_rows, file.scan.unreadable
         )
         show = self.ctx.show_progress
         return tqdm(chunks, desc=file.path.name, unit="chunk", disable=not show)
