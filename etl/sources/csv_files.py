@@ -23,11 +23,12 @@ from etl.extract.csv_guard import is_below, one_line
 from etl.sources.base import RunContext, SourceResult
 from etl.sources.csv_file_load import LoadOptions, file_symbol, load_file
 
-__all__ = ["ChunkHook", "CsvSource", "discover", "file_symbol"]
+__all__ = ["OUTSIDE_ROOTS", "ChunkHook", "CsvSource", "discover", "file_symbol"]
 
 log = logging.getLogger(__name__)
 
 ChunkHook = Callable[[int], None]
+OUTSIDE_ROOTS = "outside the allowed folders (CSV_ALLOWED_ROOTS, default KAGGLE_DATA_PATH)"
 
 
 def discover(paths: Sequence[Path]) -> list[Path]:
@@ -66,9 +67,10 @@ class CsvSource:
 
     def run(self, ctx: RunContext) -> SourceResult:
         result = SourceResult(self.name)
-        for path in self._refused():
-            self._fail(result, path, f"{path}: outside the allowed folders (CSV_ALLOWED_ROOTS)")
-        allowed = [p for p in self.paths if p not in self._refused()]
+        refused = self._refused()
+        for path in refused:
+            self._fail(result, path, f"{path}: {OUTSIDE_ROOTS}")
+        allowed = [p for p in self.paths if p not in refused]
         for path in discover(allowed):
             self._run_file(ctx, path, result)
         failed = sum(d["status"] == "failed" for d in result.details)
