@@ -39,7 +39,7 @@ def discover(paths: Sequence[Path]) -> list[Path]:
     """
     found: list[Path] = []
     for path in paths:
-        if path.is_dir() and not path.is_symlink():
+        if path.is_dir():  # a folder given by symlink is followed; links inside it are not
             found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() == ".csv"))
         else:
             found.append(path)
