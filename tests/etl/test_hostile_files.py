@@ -121,3 +121,22 @@ def test_a_missing_path_fails_alone_with_a_clear_reason(
     assert summary.status == "partial"
     assert file_detail(summary, "nope")["error"].endswith("nope: no such file or folder")
     assert scalar(engine, "SELECT count(*) FROM candle") == 452
+
+
+def test_infinite_numbers_are_quarantined_not_stored(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "mine.csv"
+    bars = [f"BTC,2024-01-0{day}T00:00:00Z,1,2,1,2,3" for day in range(3, 6)]
+    path.write_text(
+        "symbol,timestamp,open,high,low,close,volume\n"
+        "BTC,2024-01-01T00:00:00Z,1,inf,1,2,5\nBTC,2024-01-02T00:00:00Z,1,2,1,2,-inf\n"
+        + "\n".join(bars) + "\n"
+    )  # fmt: skip
+    summary = run_bounded(settings, engine, [path])
+    assert summary.status == "success"
+    assert scalar(engine, "SELECT count(*) FROM candle") == 3
+    assert [r for (r,) in rows(engine, "SELECT reason FROM rejected_row ORDER BY line")] == [
+        "parse_error: infinite high",
+        "parse_error: infinite volume",
+    ]
