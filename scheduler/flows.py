@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from etl.core.log import correlation
 from etl.core.settings import Settings, csv_roots, get_settings
 from etl.db.engine import create_db_engine
-from etl.extract.csv_guard import is_below
+from etl.extract.csv_guard import check_regular, is_below
 from etl.extract.csv_reader import sniff
 from etl.pipeline import RunSummary, begin_run, end_run
 from etl.sources.base import RunContext, SourceResult
@@ -71,8 +71,11 @@ def plan_files(paths: list[Path], allowed_roots: list[Path] | None = None) -> li
     refused = [p for p in paths if allowed_roots is not None and not is_below(p, allowed_roots)]
     for path in refused:
         plan.append({"file": str(path), "format": "refused", "error": OUTSIDE_ROOTS})
-    for path in discover([p for p in paths if p not in refused]):
+    allowed = [p for p in paths if p not in refused]
+    given = [p.resolve() for p in allowed]
+    for path in discover(allowed):
         try:
+            check_regular(path, given)  # no FIFO, no symlink out of the folders given
             fmt, _ = sniff(path)
             plan.append({"file": str(path), "format": fmt.name})
         except Exception as exc:  # noqa: BLE001 - a plan lists problems, it does not stop

@@ -86,4 +86,4 @@ def one_line(exc: BaseException) -> str:
     else:
         text = f"{type(exc).__name__}: {exc}"
     printable = "".join(ch if ch.isprintable() else " " for ch in text)
-    return " ".join(printable.split())[:500]
+    return " ".join(printable.split())[:2000]

@@ -137,8 +137,10 @@ def test_csv_paths_outside_the_allowed_roots_are_refused_unopened(
     ledger = str(scalar(engine, "SELECT error FROM etl_run"))
     assert "/proc/self/environ" in ledger and "s3cret-value" not in ledger
     assert scalar(engine, "SELECT count(*) FROM candle") == 452  # only the allowed file
-    plan = etl_flow(EtlParameters(csv_paths=["/proc/self/environ"], dry_run=True))
-    assert plan["files"][0]["format"] == "refused" and "error" in plan["files"][0]
+    plan = etl_flow(EtlParameters(csv_paths=[*paths[:2], str(inside)], dry_run=True))
+    listed = {Path(f["file"]).name: f for f in plan["files"]}
+    assert listed["environ"]["format"] == "refused"
+    assert "outside the given folders" in listed["sneaky.csv"]["error"]  # never sniffed
 
 
 def test_only_refused_paths_fail_the_flow_with_a_clear_error(env_database: str) -> None:
