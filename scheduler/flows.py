@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from etl.core.log import correlation
 from etl.core.settings import Settings, csv_roots, get_settings
 from etl.db.engine import create_db_engine
-from etl.extract.csv_guard import check_regular, is_below
+from etl.extract.csv_guard import check_regular, is_below, resolved
 from etl.extract.csv_reader import sniff
 from etl.pipeline import RunSummary, begin_run, end_run
 from etl.sources.base import RunContext, SourceResult
@@ -72,7 +72,7 @@ def plan_files(paths: list[Path], allowed_roots: list[Path] | None = None) -> li
     for path in refused:
         plan.append({"file": str(path), "format": "refused", "error": OUTSIDE_ROOTS})
     allowed = [p for p in paths if p not in refused]
-    given = [p.resolve() for p in allowed]
+    given = [resolved(p) for p in allowed]
     for path in discover(allowed):
         try:
             check_regular(path, given)  # no FIFO, no symlink out of the folders given

@@ -29,6 +29,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "zero.csv": ("failed", "symlink to a file outside the given folders"),
     "outside.csv": ("failed", "symlink to a file outside the given folders"),
     "broken.csv": ("failed", "broken symlink"),
+    "loop.csv": ("failed", "cannot read: Too many levels of symbolic links"),
     "wide_field.csv": ("quarantined", "bad_name: longer than 64 characters"),
     "long_line.csv": ("quarantined", "malformed_line: line longer than CSV_MAX_LINE_BYTES"),
     "one_long_line.csv": ("failed", "unrecognised CSV format"),
@@ -52,6 +53,7 @@ def build(folder: Path, outside: Path) -> None:
     shutil.copy(REAL / "coin_Cardano.csv", outside / "coin_Cardano.csv")
     os.symlink(outside / "coin_Cardano.csv", folder / "outside.csv")
     os.symlink(folder / "gone.csv", folder / "broken.csv")
+    os.symlink(folder / "loop.csv", folder / "loop.csv")  # an OSError even for root
     _write_rows(folder)
     (folder / "one_long_line.csv").write_text(f"{SECRET}," + "x" * (10 << 20))
     (folder / "garbage.csv").write_bytes(os.urandom(64 * 1024))

@@ -125,7 +125,8 @@ class Settings(BaseSettings):
 def csv_roots(settings: Settings) -> list[Path]:
     """The folders (or files) CSV paths from outside (a flow parameter) must lie below,
     resolved so a symlink or `..` cannot step out."""
-    return [p.resolve() for p in settings.csv_allowed_roots or [settings.kaggle_data_path]]
+    roots = settings.csv_allowed_roots or [settings.kaggle_data_path]
+    return [p.expanduser().resolve() for p in roots]
 
 
 def secret_values(settings: Settings) -> list[str]:

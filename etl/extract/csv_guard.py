@@ -31,10 +31,19 @@ def kind_of(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
+def resolved(path: Path) -> Path:
+    """`path` with symlinks and `..` resolved; a symlink loop resolves to itself (it then
+    fails alone when it is checked, instead of raising here)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return path.absolute()
+
+
 def is_below(path: Path, roots: Sequence[Path]) -> bool:
     """Whether `path` (resolved, symlinks followed) is one of `roots` or inside one."""
-    resolved = path.resolve()
-    return any(resolved == root or resolved.is_relative_to(root) for root in roots)
+    target = resolved(path)
+    return any(target == root or target.is_relative_to(root) for root in roots)
 
 
 def check_regular(path: Path, roots: Sequence[Path]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.errors import LoadError
-from etl.extract.csv_guard import is_below, one_line
+from etl.extract.csv_guard import is_below, one_line, resolved
 from etl.sources.base import RunContext, SourceResult
 from etl.sources.csv_file_load import LoadOptions, file_symbol, load_file
 
@@ -63,7 +63,7 @@ class CsvSource:
         # Paths from outside (a flow parameter) must lie below these; None: any path.
         self.allowed_roots = list(allowed_roots) if allowed_roots is not None else None
         # A symlink found in a folder is followed only to a file inside the given paths.
-        self.roots = [p.resolve() for p in self.paths]
+        self.roots = [resolved(p) for p in self.paths]
 
     def run(self, ctx: RunContext) -> SourceResult:
         result = SourceResult(self.name)

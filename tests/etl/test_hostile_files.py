@@ -114,12 +114,15 @@ def test_a_permission_denied_file_fails_alone(
     assert "Permission denied" in file_detail(summary, "denied.csv")["error"]
 
 
-def test_a_missing_path_fails_alone_with_a_clear_reason(
+def test_a_missing_path_or_a_symlink_loop_given_directly_fails_alone(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    summary = run_bounded(settings, engine, [tmp_path / "nope", REAL / "coin_Solana.csv"])
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    summary = run_bounded(settings, engine, [tmp_path / "nope", loop, REAL / "coin_Solana.csv"])
     assert summary.status == "partial"
     assert file_detail(summary, "nope")["error"].endswith("nope: no such file or folder")
+    assert "Too many levels of symbolic links" in file_detail(summary, "loop.csv")["error"]
     assert scalar(engine, "SELECT count(*) FROM candle") == 452
 
 
