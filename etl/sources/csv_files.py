@@ -13,6 +13,7 @@ a database failure (`LoadError`, `SQLAlchemyError`) rolls the file back and fail
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def discover(paths: Sequence[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():  # a folder given by symlink is followed; links inside it are not
+            with os.scandir(path):  # rglob would skip an unreadable folder silently
+                pass
             found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() == ".csv"))
         else:
             found.append(path)
@@ -70,9 +73,16 @@ class CsvSource:
         refused = self._refused()
         for path in refused:
             self._fail(result, path, f"{path}: {OUTSIDE_ROOTS}")
-        allowed = [p for p in self.paths if p not in refused]
-        for path in discover(allowed):
-            self._run_file(ctx, path, result)
+        seen: set[Path] = set()
+        for given in (p for p in self.paths if p not in refused):
+            try:
+                files = discover([given])
+            except OSError as exc:  # an unreadable folder fails alone too
+                self._fail(result, given, one_line(exc))
+                continue
+            for path in (f for f in files if f not in seen):
+                seen.add(path)
+                self._run_file(ctx, path, result)
         failed = sum(d["status"] == "failed" for d in result.details)
         if failed:
             result.status = "failed" if failed == len(result.details) else "partial"
