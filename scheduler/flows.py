@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from etl.core.log import correlation
 from etl.core.settings import Settings, csv_roots, get_settings
 from etl.db.engine import create_db_engine
-from etl.extract.csv_guard import check_regular, is_below, resolved
+from etl.extract.csv_guard import check_regular, is_below, resolved, shown
 from etl.extract.csv_reader import sniff
 from etl.pipeline import RunSummary, begin_run, end_run
 from etl.sources.base import RunContext, SourceResult
@@ -70,16 +70,16 @@ def plan_files(paths: list[Path], allowed_roots: list[Path] | None = None) -> li
     plan = []
     refused = [p for p in paths if allowed_roots is not None and not is_below(p, allowed_roots)]
     for path in refused:
-        plan.append({"file": str(path), "format": "refused", "error": OUTSIDE_ROOTS})
+        plan.append({"file": shown(path), "format": "refused", "error": OUTSIDE_ROOTS})
     allowed = [p for p in paths if p not in refused]
     given = [resolved(p) for p in allowed]
     for path in discover(allowed):
         try:
             check_regular(path, given)  # no FIFO, no symlink out of the folders given
             fmt, _ = sniff(path)
-            plan.append({"file": str(path), "format": fmt.name})
+            plan.append({"file": shown(path), "format": fmt.name})
         except Exception as exc:  # noqa: BLE001 - a plan lists problems, it does not stop
-            plan.append({"file": str(path), "format": "unrecognised", "error": str(exc)})
+            plan.append({"file": shown(path), "format": "unrecognised", "error": str(exc)})
     return plan
 
 

@@ -30,6 +30,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "outside.csv": ("failed", "symlink to a file outside the given folders"),
     "broken.csv": ("failed", "broken symlink"),
     "loop.csv": ("failed", "cannot read: Too many levels of symbolic links"),
+    "bad\\udcff.csv": ("failed", "file name is not valid UTF-8"),  # as the details show it
     "wide_field.csv": ("quarantined", "bad_name: longer than 64 characters"),
     "long_line.csv": ("quarantined", "malformed_line: line longer than CSV_MAX_LINE_BYTES"),
     "one_long_line.csv": ("failed", "unrecognised CSV format"),
@@ -54,6 +55,8 @@ def build(folder: Path, outside: Path) -> None:
     os.symlink(outside / "coin_Cardano.csv", folder / "outside.csv")
     os.symlink(folder / "gone.csv", folder / "broken.csv")
     os.symlink(folder / "loop.csv", folder / "loop.csv")  # an OSError even for root
+    # PostgreSQL cannot store the lone surrogate Python decodes this name to
+    (Path(os.fsdecode(os.fsencode(folder) + b"/bad\xff.csv"))).write_bytes(b"x")
     _write_rows(folder)
     (folder / "one_long_line.csv").write_text(f"{SECRET}," + "x" * (10 << 20))
     (folder / "garbage.csv").write_bytes(os.urandom(64 * 1024))

@@ -46,11 +46,19 @@ def is_below(path: Path, roots: Sequence[Path]) -> bool:
     return any(target == root or target.is_relative_to(root) for root in roots)
 
 
+def shown(path: Path | str) -> str:
+    """A path as text any database and JSON can hold: a name that is not UTF-8 decodes to
+    lone surrogates, which PostgreSQL refuses (in `text` and in `json`)."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def check_regular(path: Path, roots: Sequence[Path]) -> None:
     """Raise `FileExtractError` unless `path` is a regular file we may read.
 
     `roots` are resolved folders (or files) the caller named; a symlink must point inside.
     """
+    if shown(path) != str(path):
+        raise FileExtractError(Path(shown(path)), "file name is not valid UTF-8")
     if len(str(path)) > MAX_PATH_CHARS:
         raise FileExtractError(path, f"path longer than {MAX_PATH_CHARS} characters")
     try:
@@ -94,5 +102,5 @@ def one_line(exc: BaseException) -> str:
         text = str(exc)
     else:
         text = f"{type(exc).__name__}: {exc}"
-    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    printable = "".join(ch if ch.isprintable() else " " for ch in shown(text))
     return " ".join(printable.split())[:2000]

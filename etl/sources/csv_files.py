@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.errors import LoadError
-from etl.extract.csv_guard import is_below, one_line, resolved
+from etl.extract.csv_guard import is_below, one_line, resolved, shown
 from etl.sources.base import RunContext, SourceResult
 from etl.sources.csv_file_load import LoadOptions, file_symbol, load_file
 
@@ -72,7 +72,7 @@ class CsvSource:
         result = SourceResult(self.name)
         refused = self._refused()
         for path in refused:
-            self._fail(result, path, f"{path}: {OUTSIDE_ROOTS}")
+            self._fail(result, path, f"{shown(path)}: {OUTSIDE_ROOTS}")
         seen: set[Path] = set()
         for given in (p for p in self.paths if p not in refused):
             try:
@@ -104,6 +104,6 @@ class CsvSource:
 
     @staticmethod
     def _fail(result: SourceResult, path: Path, error: str) -> None:
-        log.warning("csv file failed", extra={"file": str(path), "error": error})
+        log.warning("csv file failed", extra={"file": shown(path), "error": error})
         result.errors.append(error)
-        result.details.append({"file": str(path), "status": "failed", "error": error})
+        result.details.append({"file": shown(path), "status": "failed", "error": error})
