@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from etl.core.log import correlation
 from etl.core.settings import Settings, csv_roots, get_settings
 from etl.db.engine import create_db_engine
-from etl.extract.csv_guard import check_regular, is_below, resolved, shown
+from etl.extract.csv_guard import check_regular, is_below, one_line, resolved, shown
 from etl.extract.csv_reader import sniff
 from etl.pipeline import RunSummary, begin_run, end_run
 from etl.sources.base import RunContext, SourceResult
@@ -79,7 +79,7 @@ def plan_files(paths: list[Path], allowed_roots: list[Path] | None = None) -> li
             fmt, _ = sniff(path)
             plan.append({"file": shown(path), "format": fmt.name})
         except Exception as exc:  # noqa: BLE001 - a plan lists problems, it does not stop
-            plan.append({"file": shown(path), "format": "unrecognised", "error": str(exc)})
+            plan.append({"file": shown(path), "format": "unrecognised", "error": one_line(exc)})
     return plan
 
 
