@@ -138,7 +138,8 @@ class AssetRegistry:
         if known is not None:
             return known
         if not _SYMBOL_TEXT.match(_squash(symbol)):
-            raise UnknownAssetError(symbol)
+            shown = "".join(ch for ch in symbol[:20] if ch.isprintable())
+            raise AssetTextError(f"bad_symbol: {shown!r} is not 1-16 letters and digits")
         pair = self._split_pair(symbol)
         base, quote = pair if pair else (_squash(symbol), DEFAULT_QUOTE)
         display = (name or base).strip()

@@ -25,6 +25,7 @@ def takeover_file(folder: Path) -> Path:
         + "1,Ethereum,AAA,2021-01-01 23:59:59,2,1,1.5,1.8,100,1000\n"
         + "2,bitcoin,BBB,2021-01-02 23:59:59,2,1,1.5,1.8,100,1000\n"
         + "3,Aaa Token,CCC,2021-01-03 23:59:59,2,1,1.5,1.8,100,1000\n"
+        + "4,Formula,=CMD|x,2021-01-04 23:59:59,2,1,1.5,1.8,100,1000\n"
     )
     return path
 
@@ -33,11 +34,12 @@ def test_a_row_naming_another_known_coin_is_quarantined_with_a_reason(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     summary = run_csv(settings, engine, [REAL / "coin_Ethereum.csv", takeover_file(tmp_path)])
-    assert file_detail(summary, "coin_Aaa.csv")["rejected"] == 2
+    assert file_detail(summary, "coin_Aaa.csv")["rejected"] == 3
     reasons = [r for (r,) in rows(engine, "SELECT reason FROM rejected_row ORDER BY line")]
     assert reasons == [
         "bad_name: 'Ethereum' belongs to the known coin ETH",
         "bad_name: 'bitcoin' belongs to the known coin BTC",
+        "bad_symbol: '=CMD|x' is not 1-16 letters and digits",
     ]
     assert scalar(engine, "SELECT count(*) FROM asset WHERE symbol IN ('AAAUSD', 'BBBUSD')") == 0
     with engine.connect() as conn:
