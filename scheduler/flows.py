@@ -25,12 +25,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from etl.core.log import correlation
-from etl.core.settings import Settings, get_settings
+from etl.core.settings import Settings, csv_roots, get_settings
 from etl.db.engine import create_db_engine
+from etl.extract.csv_guard import check_regular, is_below, one_line, resolved, shown
 from etl.extract.csv_reader import sniff
 from etl.pipeline import RunSummary, begin_run, end_run
 from etl.sources.base import RunContext, SourceResult
-from etl.sources.csv_files import CsvSource, discover
+from etl.sources.csv_files import OUTSIDE_ROOTS, CsvSource, discover
 from etl.sources.gemini import GeminiSource
 
 
@@ -63,15 +64,22 @@ def csv_paths(params: EtlParameters, settings: Settings) -> list[Path]:
 
 
 @task(name="plan-csv-files", cache_policy=NO_CACHE)
-def plan_files(paths: list[Path]) -> list[dict[str, str]]:
-    """The dry run: each file and the format its header shows (nothing is written)."""
+def plan_files(paths: list[Path], allowed_roots: list[Path] | None = None) -> list[dict[str, str]]:
+    """The dry run: each file and the format its header shows (nothing is written); a
+    path outside `allowed_roots` is listed as refused and never opened."""
     plan = []
-    for path in discover(paths):
+    refused = [p for p in paths if allowed_roots is not None and not is_below(p, allowed_roots)]
+    for path in refused:
+        plan.append({"file": shown(path), "format": "refused", "error": OUTSIDE_ROOTS})
+    allowed = [p for p in paths if p not in refused]
+    given = [resolved(p) for p in allowed]
+    for path in discover(allowed):
         try:
+            check_regular(path, given)  # no FIFO, no symlink out of the folders given
             fmt, _ = sniff(path)
-            plan.append({"file": str(path), "format": fmt.name})
+            plan.append({"file": shown(path), "format": fmt.name})
         except Exception as exc:  # noqa: BLE001 - a plan lists problems, it does not stop
-            plan.append({"file": str(path), "format": "unrecognised", "error": str(exc)})
+            plan.append({"file": shown(path), "format": "unrecognised", "error": one_line(exc)})
     return plan
 
 
@@ -81,10 +89,13 @@ def open_run(settings: Settings, engine: Engine, run_id: str) -> RunContext:
 
 
 @task(name="load-csv", cache_policy=NO_CACHE)
-def load_csv(ctx: RunContext, paths: list[Path]) -> SourceResult:
-    """Extract, validate, transform and load the CSV files (one atomic batch each)."""
+def load_csv(
+    ctx: RunContext, paths: list[Path], allowed_roots: list[Path] | None = None
+) -> SourceResult:
+    """Extract, validate, transform and load the CSV files (one atomic batch each); paths
+    outside `allowed_roots` fail unopened."""
     with correlation(ctx.run_id):
-        return CsvSource(paths).run(ctx)
+        return CsvSource(paths, allowed_roots=allowed_roots).run(ctx)
 
 
 @task(name="load-gemini", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
@@ -108,14 +119,17 @@ def etl_flow(params: EtlParameters | None = None) -> dict[str, Any]:
     params = params or EtlParameters()
     settings = settings_for(params)
     paths = csv_paths(params, settings)
+    # Anyone who can start a flow run chooses `csv_paths`: only files below
+    # CSV_ALLOWED_ROOTS (default KAGGLE_DATA_PATH) are read, e.g. never /proc/self/environ.
+    roots = csv_roots(settings)
     if params.dry_run:
-        return {"dry_run": True, "files": plan_files(paths)}
+        return {"dry_run": True, "files": plan_files(paths, roots)}
     run_id = str(flow_run.get_id() or "")
     engine = create_db_engine(settings)
     started = time.perf_counter()
     try:
         ctx = open_run(settings, engine, run_id)
-        steps: list[tuple[str, Any]] = [("csv", lambda: load_csv(ctx, paths))]
+        steps: list[tuple[str, Any]] = [("csv", lambda: load_csv(ctx, paths, roots))]
         if params.live:
             steps.append(("gemini", lambda: load_gemini(ctx)))
         results, error = _run_steps(steps)

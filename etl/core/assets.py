@@ -14,13 +14,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from etl.core.errors import UnknownAssetError
+from etl.core.errors import AssetTextError, UnknownAssetError
 
 DEFAULT_QUOTE = "USD"
 # Longest first, so BTCUSDT is BTC/USDT rather than BTCUSD + T.
 KNOWN_QUOTES = ("RLUSD", "USDT", "USDC", "GUSD", "DAI", "USD", "EUR", "GBP", "SGD", "BTC", "ETH")
 _SEPARATORS = re.compile(r"[\s/_\-:.]+")
 _SYMBOL_TEXT = re.compile(r"^[A-Za-z0-9]{1,16}$")
+NAME_MAX_CHARS = 64  # `asset.name` and `asset.coin_id` are String(64)
+FORMULA_PREFIXES = "=+-@"
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,19 @@ KNOWN_COINS: tuple[Coin, ...] = (
 )
 
 
+def check_display_text(text: str, field: str, limit: int = NAME_MAX_CHARS) -> None:
+    """Text a client will see: it fits the column, is printable, and cannot run as a
+    spreadsheet formula when a client exports it (CSV injection)."""
+    if not text:
+        raise AssetTextError(f"bad_{field}: empty")
+    if len(text) > limit:
+        raise AssetTextError(f"bad_{field}: longer than {limit} characters")
+    if not text.isprintable():
+        raise AssetTextError(f"bad_{field}: unprintable characters")
+    if text[0] in FORMULA_PREFIXES:
+        raise AssetTextError(f"bad_{field}: starts with {text[0]!r} (a spreadsheet formula)")
+
+
 def _squash(text: str) -> str:
     return _SEPARATORS.sub("", text).upper()
 
@@ -123,11 +138,20 @@ class AssetRegistry:
         if known is not None:
             return known
         if not _SYMBOL_TEXT.match(_squash(symbol)):
-            raise UnknownAssetError(symbol)
+            shown = "".join(ch for ch in symbol[:20] if ch.isprintable())
+            raise AssetTextError(f"bad_symbol: {shown!r} is not 1-16 letters and digits")
         pair = self._split_pair(symbol)
         base, quote = pair if pair else (_squash(symbol), DEFAULT_QUOTE)
         display = (name or base).strip()
+        check_display_text(display, "name")
         coin_id = _SEPARATORS.sub("-", display.lower()).strip("-") or base.lower()
+        for alias in (display, coin_id):
+            # `Symbol=AAA,Name=Ethereum` must not make `ethereum` resolve to AAA
+            owner = self._by_alias.get(_squash(alias))
+            if owner is not None and owner.base != base:
+                raise AssetTextError(
+                    f"bad_name: {display[:40]!r} belongs to the known coin {owner.base}"
+                )
         coin = Coin(base, display, coin_id)
         self.add_coin(coin)
         return AssetRef(base, quote, coin.name, coin.coin_id)

@@ -20,16 +20,27 @@ class UnknownAssetError(EtlError, ValueError):
         self.text = text
 
 
+PREVIEW_CHARS = 200
+
+
+def content_preview(cells: Sequence[str], limit: int = PREVIEW_CHARS) -> str:
+    """At most `limit` printable characters of a file's first line: an error must not echo
+    a file's content (a `csv_paths` pointed at `/proc/self/environ` would leak secrets)."""
+    text = "".join(ch for ch in repr(list(cells)) if ch.isprintable())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 class UnrecognisedFormatError(EtlError):
-    """A CSV whose header matches none of the supported layouts."""
+    """A CSV whose header matches none of the supported layouts (one line: it is a run
+    detail; the header shown is bounded by `content_preview`)."""
 
     code = "unrecognised_format"
 
     def __init__(self, path: Path, found: Sequence[str], expected: Sequence[str]) -> None:
-        listing = "\n  ".join(expected)
+        listing = " | ".join(expected)
         super().__init__(
-            f"{path}: unrecognised CSV format; found header {list(found)!r}; "
-            f"expected one of:\n  {listing}"
+            f"{path}: unrecognised CSV format; found header {content_preview(found)}; "
+            f"expected one of: {listing}"
         )
         self.path = path
 
@@ -42,6 +53,17 @@ class FileExtractError(EtlError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
+        self.reason = reason
+
+
+class AssetTextError(EtlError, ValueError):
+    """A symbol or name from a file that must not reach the API (too long, unprintable,
+    a spreadsheet formula, or another known coin's name); `reason` is one line."""
+
+    code = "bad_asset_text"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
         self.reason = reason
 
 

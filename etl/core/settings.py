@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["bitcoin", "ethereum", "solana", "cardano"]
     )
     csv_chunk_rows: int = Field(default=100_000, ge=1_000)
+    # A longer line is quarantined unread (`malformed_line`), never parsed into memory.
+    csv_max_line_bytes: int = Field(default=1 << 20, ge=4096)
+    # Where the Prefect flow's `csv_paths` may point (default: below KAGGLE_DATA_PATH).
+    csv_allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     future_tolerance_seconds: int = Field(default=300, ge=0)
 
     gemini_base_url: str = "https://api.gemini.com"
@@ -87,7 +91,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("coin_ids", "gemini_candle_intervals", "api_keys", mode="before")
+    @field_validator(
+        "coin_ids", "gemini_candle_intervals", "api_keys", "csv_allowed_roots", mode="before"
+    )
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return split_commas(value)
@@ -116,6 +122,13 @@ class Settings(BaseSettings):
                 self.database_url = DEFAULT_SQLITE_URL
         self.database_url = normalise_database_url(self.database_url)
         return self
+
+
+def csv_roots(settings: Settings) -> list[Path]:
+    """The folders (or files) CSV paths from outside (a flow parameter) must lie below,
+    resolved so a symlink or `..` cannot step out."""
+    roots = settings.csv_allowed_roots or [settings.kaggle_data_path]
+    return [p.expanduser().resolve() for p in roots]
 
 
 def secret_values(settings: Settings) -> list[str]:

@@ -38,6 +38,9 @@ CANONICAL_COLUMNS = (
 )  # fmt: skip
 
 
+SOURCE_MAX_CHARS = 32  # the `source` columns are String(32)
+
+
 def normalise_header(cells: list[str]) -> list[str]:
     return [cell.replace("\ufeff", "").strip().strip('"').lower() for cell in cells]
 
@@ -69,18 +72,26 @@ def _frame(
     out["open_time"], errors = open_time
     error_columns = [errors]
     for target, column in prices.items():
-        out[target], err = parse_numbers(chunk[column], field=target)
+        out[target], err = _finite(*parse_numbers(chunk[column], field=target), target)
         error_columns.append(err)
     for target, source_column in (("volume", volume), ("volume_quote", volume_quote)):
         if source_column is None:
             out[target] = np.nan
             continue
-        out[target], err = parse_numbers(
-            chunk[source_column], field=target, suffixes=volume_suffixes
-        )
+        parsed = parse_numbers(chunk[source_column], field=target, suffixes=volume_suffixes)
+        out[target], err = _finite(*parsed, target)
         error_columns.append(err)
     out["parse_error"] = first_error(*error_columns)
     return out
+
+
+def _finite(values: pd.Series, errors: pd.Series, field: str) -> tuple[pd.Series, pd.Series]:
+    """`inf` parses as a float but is no price, and JSON cannot carry it to a client."""
+    infinite = np.isinf(values.to_numpy(np.float64))
+    if not infinite.any():
+        return values, errors
+    errors = errors.where(~infinite | errors.notna(), f"infinite {field}")
+    return values.where(~infinite), errors
 
 
 PLAIN_OHLC = {name: name for name in OHLC}
@@ -184,7 +195,8 @@ class CryptoDataDownload(CsvFormat):
     def source_for(self, path: Path) -> str:
         # `Gemini_BTCUSD_d.csv`: the exchange the export came from, not the website.
         prefix = path.stem.split("_")[0]
-        return prefix.lower() if prefix.isalpha() and len(path.stem.split("_")) > 1 else "cdd"
+        named = prefix.isascii() and prefix.isalpha() and len(prefix) <= SOURCE_MAX_CHARS
+        return prefix.lower() if named and len(path.stem.split("_")) > 1 else "cdd"
 
 
 class Yahoo(CsvFormat):

@@ -9,22 +9,26 @@ number of fields are reported, not skipped silently.
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pandas.io.parsers import TextFileReader
 
 from etl.core.errors import UnrecognisedFormatError
-from etl.extract.csv_formats import FORMATS, CsvFormat, Layout, detect
+from etl.extract.csv_formats import CANONICAL_COLUMNS, FORMATS, CsvFormat, Layout, detect
+from etl.extract.csv_guard import open_regular
+from etl.extract.csv_scan import DEFAULT_MAX_LINE_BYTES
 
 SNIFF_LINES = 5
+RAW_MAX_CHARS = 4096  # the quarantined text of one line
 # Symbols and names repeat on every row: categories parse and map to assets per distinct value.
 _TEXT_DTYPE: dict[str, str | type] = {"symbol": "category", "name": "category"}
 Lines = npt.NDArray[np.int64]
@@ -38,18 +42,27 @@ class Chunk:
     blank_lines: int
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def text_handle(path: Path) -> io.TextIOWrapper:
+    """The file as text the way every reader here sees it (BOM dropped, bad bytes replaced,
+    `\r`, `\n` and `\r\n` all end a line, as pandas' parser counts them)."""
+    return io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", errors="replace", newline="")
 
 
-def sniff(path: Path) -> tuple[CsvFormat, Layout]:
-    """Recognise the layout from the first lines (the header, banners included)."""
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-        rows = list(csv.reader(islice(handle, SNIFF_LINES)))
+def sniff(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[CsvFormat, Layout]:
+    """Recognise the layout from the first lines (the header, banners included); a line
+    longer than the limit ends the sniffed text there."""
+    if csv.field_size_limit() < max_line_bytes:
+        csv.field_size_limit(max_line_bytes)  # a 200 KB field is a bad value, not a crash
+    lines: list[str] = []
+    with text_handle(path) as handle:
+        while len(lines) < SNIFF_LINES:
+            line = handle.readline(max_line_bytes + 1)
+            if not line:
+                break
+            lines.append(line)
+            if len(line) > max_line_bytes:
+                break
+    rows = list(csv.reader(lines))
     found = detect(rows)
     if found is None:
         first = rows[0] if rows else []
@@ -57,13 +70,50 @@ def sniff(path: Path) -> tuple[CsvFormat, Layout]:
     return found
 
 
-def iter_chunks(path: Path, fmt: CsvFormat, layout: Layout, chunk_rows: int) -> Iterator[Chunk]:
+def iter_chunks(
+    path: Path,
+    fmt: CsvFormat,
+    layout: Layout,
+    chunk_rows: int,
+    unreadable: Sequence[tuple[int, str]] = (),
+) -> Iterator[Chunk]:
+    """Canonical frames, `chunk_rows` rows each; `unreadable` lines (line, reason; from
+    `scan_file`) are skipped unparsed and reported as malformed in the chunk they fall in."""
     first_line = layout.header_line + 2
-    reader = pd.read_csv(
-        path,
+    pending = sorted((line, reason) for line, reason in unreadable if line >= first_line)
+    skipped: list[int] = [line for line, _ in pending]
+    skiprows: int | list[int] = layout.header_line + 1
+    if skipped:
+        skiprows = [*range(layout.header_line + 1), *(line - 1 for line in skipped)]
+    position = 0
+    with open_regular(path) as handle, _reader(handle, fmt, layout, chunk_rows, skiprows) as reader:
+        for chunk, bad in _chunks_with_warnings(reader):
+            skipped.extend(line for line, _ in bad)
+            rows = np.arange(position, position + len(chunk))
+            position += len(chunk)
+            chunk.index = pd.Index(
+                first_line + rows + _lines_skipped_before(skipped, rows + first_line)
+            )
+            last = int(chunk.index.max()) if len(chunk) else first_line
+            mine = [p for p in pending if p[0] <= last]
+            pending = pending[len(mine) :]
+            blank = chunk.isna().all(axis=1)
+            frame = fmt.normalise(chunk[~blank], layout)
+            frame["line"] = frame.index.to_numpy()
+            malformed = sorted(bad + mine)
+            yield Chunk(frame.reset_index(drop=True), malformed, int(blank.sum()))
+    if pending:
+        yield Chunk(pd.DataFrame(columns=[*CANONICAL_COLUMNS, "line"]), pending, 0)
+
+
+def _reader(
+    handle: BinaryIO, fmt: CsvFormat, layout: Layout, chunk_rows: int, skiprows: int | list[int]
+) -> TextFileReader:
+    return pd.read_csv(
+        handle,
         header=None,
         names=layout.columns,
-        skiprows=layout.header_line + 1,
+        skiprows=skiprows,
         dtype={c: _TEXT_DTYPE.get(c, str) for c in fmt.string_columns if c in layout.columns},
         chunksize=chunk_rows,
         skip_blank_lines=False,
@@ -71,31 +121,25 @@ def iter_chunks(path: Path, fmt: CsvFormat, layout: Layout, chunk_rows: int) -> 
         index_col=False,
         on_bad_lines="warn",
     )
-    skipped: list[int] = []
-    position = 0
-    with reader:
-        while True:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    chunk = next(reader)
-                except StopIteration:
-                    return
-            malformed = [
-                (int(line), reason)
-                for w in caught
-                for line, reason in _SKIPPED_LINE.findall(str(w.message))
-            ]
-            skipped.extend(line for line, _ in malformed)
-            rows = np.arange(position, position + len(chunk))
-            position += len(chunk)
-            chunk.index = pd.Index(
-                first_line + rows + _lines_skipped_before(skipped, rows + first_line)
-            )
-            blank = chunk.isna().all(axis=1)
-            frame = fmt.normalise(chunk[~blank], layout)
-            frame["line"] = frame.index.to_numpy()
-            yield Chunk(frame.reset_index(drop=True), malformed, int(blank.sum()))
+
+
+def _chunks_with_warnings(
+    reader: TextFileReader,
+) -> Iterator[tuple[pd.DataFrame, list[tuple[int, str]]]]:
+    """Each chunk with the lines pandas could not split (it only warns about them)."""
+    while True:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                chunk = next(reader)
+            except (StopIteration, pd.errors.EmptyDataError):
+                return
+        bad = [
+            (int(line), reason)
+            for w in caught
+            for line, reason in _SKIPPED_LINE.findall(str(w.message))
+        ]
+        yield chunk, bad
 
 
 def _lines_skipped_before(skipped: list[int], naive_lines: Lines) -> Lines:
@@ -111,11 +155,22 @@ def _lines_skipped_before(skipped: list[int], naive_lines: Lines) -> Lines:
 
 class RawLines:
     """The exact text of chosen 1-based lines, read forward only: ask in increasing line
-    order (chunks arrive in file order) and the whole file is read at most once."""
+    order (chunks arrive in file order) and the whole file is read at most once. A line is
+    kept up to `RAW_MAX_CHARS` (a 10 MB line is never held in memory whole)."""
 
-    def __init__(self, path: Path) -> None:
-        self._handle = path.open(encoding="utf-8-sig", errors="replace", newline="")
+    def __init__(self, path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self._handle = text_handle(path)
         self._line = 0
+        self._limit = max(max_line_bytes, RAW_MAX_CHARS)
+
+    def _readline(self) -> str:
+        text = self._handle.readline(self._limit)
+        rest = text
+        while len(rest) == self._limit and not rest.endswith(("\n", "\r")):
+            rest = self._handle.readline(self._limit)  # drop the rest of an overlong line
+        if len(text) > RAW_MAX_CHARS:
+            return text[:RAW_MAX_CHARS] + "..."
+        return text
 
     def take(self, wanted: Iterable[int]) -> dict[int, str]:
         targets = sorted(set(wanted))
@@ -125,7 +180,7 @@ class RawLines:
                 raise ValueError(f"line {target} was already passed (at {self._line})")
             text = ""
             while self._line < target:
-                text = self._handle.readline()
+                text = self._readline()
                 self._line += 1
                 if not text:
                     break

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 
 from etl.core.assets import AssetRegistry
 from etl.core.errors import UnknownAssetError
@@ -42,10 +42,20 @@ def _registry() -> AssetRegistry:
 
 
 def resolve_asset(conn: Connection, text: str) -> AssetRow:
-    """Any alias (`bitcoin`, `BTC`, `btc-usd`, `BTCUSD`, `BTC/USD`) to a stored asset."""
+    """Any alias (`bitcoin`, `BTC`, `btc-usd`, `BTCUSD`, `BTC/USD`) to a stored asset.
+
+    Exact matches rank first: the canonical symbol, then the known coin's own base, then
+    any other asset's coin id or base (a stored row can never take over a known alias).
+    """
     ref = _registry().resolve(text, strict=False)
     wanted = ref.symbol if ref else text.replace("-", "").replace("/", "").upper()
     lowered = text.strip().lower()
+    known_base = ref.base if ref else None
+    rank = case(
+        (Asset.symbol == wanted, 0),
+        (and_(Asset.quote == "USD", Asset.base == known_base), 1),
+        else_=2,
+    )
     row = conn.execute(
         select(Asset.id, Asset.symbol, Asset.base, Asset.quote, Asset.name, Asset.coin_id)
         .where(
@@ -55,7 +65,7 @@ def resolve_asset(conn: Connection, text: str) -> AssetRow:
                 and_(Asset.quote == "USD", func.lower(Asset.base) == lowered),
             )
         )
-        .order_by(Asset.symbol)
+        .order_by(rank, Asset.symbol)
         .limit(1)
     ).first()
     if row is None:

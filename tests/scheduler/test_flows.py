@@ -16,7 +16,7 @@ from etl.pipeline import run_pipeline
 from etl.sources.csv_files import CsvSource
 from scheduler.flows import EtlParameters, etl_flow, load_csv, open_run, plan_files
 from scheduler.schedule import schedule_kwargs
-from tests.databases import FORMATS, REAL
+from tests.databases import DATA, FORMATS, REAL
 from tests.helpers import rows, scalar
 
 FILES = [REAL / "coin_Solana.csv", REAL / "BTC-USD.csv", FORMATS / "my_candles.csv"]
@@ -36,6 +36,7 @@ def harness() -> Iterator[None]:
 def env_database(database_url: str, monkeypatch: pytest.MonkeyPatch, harness: None) -> str:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("CSV_CHUNK_ROWS", "1000")
+    monkeypatch.setenv("CSV_ALLOWED_ROOTS", str(DATA))
     return database_url
 
 
@@ -116,3 +117,56 @@ def test_schedule_comes_from_settings() -> None:
     assert isinstance(deployment, RunnerDeployment)  # synchronous here, not a coroutine
     assert deployment.schedules is not None
     assert deployment.schedules[0].schedule.cron == "0 * * * *"  # type: ignore[union-attr]
+
+
+def test_csv_paths_outside_the_allowed_roots_are_refused_unopened(
+    env_database: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FLOW_TEST_SECRET", "s3cret-value-in-the-environment")
+    inside = tmp_path / "allowed"
+    inside.mkdir()
+    (inside / "sneaky.csv").symlink_to(REAL / "coin_Cardano.csv")  # points outside
+    monkeypatch.setenv("CSV_ALLOWED_ROOTS", f"{inside},{REAL / 'coin_Solana.csv'}")
+    paths = ["/proc/self/environ", str(inside / "sneaky.csv"), str(REAL / "coin_Solana.csv")]
+    state = etl_flow(EtlParameters(csv_paths=paths, live=False), return_state=True)
+    summary = state.result()
+    assert summary["status"] == "partial"
+    details = {d["file"]: d for d in summary["sources"]["csv"]["details"]}
+    assert "outside the allowed folders" in details["/proc/self/environ"]["error"]
+    assert "outside the allowed folders" in details[str(inside / "sneaky.csv")]["error"]
+    ledger = str(scalar(engine, "SELECT error FROM etl_run"))
+    assert "/proc/self/environ" in ledger and "s3cret-value" not in ledger
+    assert scalar(engine, "SELECT count(*) FROM candle") == 452  # only the allowed file
+    plan = etl_flow(EtlParameters(csv_paths=[*paths[:2], str(inside)], dry_run=True))
+    listed = {Path(f["file"]).name: f for f in plan["files"]}
+    assert listed["environ"]["format"] == "refused"
+    assert "outside the given folders" in listed["sneaky.csv"]["error"]  # never sniffed
+
+
+def test_only_refused_paths_fail_the_flow_with_a_clear_error(env_database: str) -> None:
+    state = etl_flow(EtlParameters(csv_paths=["/etc/passwd"], live=False), return_state=True)
+    assert state.is_failed()
+    assert "outside the allowed folders" in str(state.message)
+
+
+def test_kaggle_data_path_may_name_a_single_file(
+    env_database: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    single = tmp_path / "kaggle_crypto_prices.csv"
+    single.write_bytes((REAL / "coin_Solana.csv").read_bytes())
+    monkeypatch.delenv("CSV_ALLOWED_ROOTS")
+    monkeypatch.setenv("KAGGLE_DATA_PATH", str(single))
+    summary = etl_flow(EtlParameters(live=False))
+    assert summary["status"] == "success"
+    assert scalar(engine, "SELECT count(*) FROM candle") == 452
+
+
+def test_a_missing_kaggle_data_path_fails_the_run_with_a_clear_error(
+    env_database: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CSV_ALLOWED_ROOTS")
+    monkeypatch.setenv("KAGGLE_DATA_PATH", str(tmp_path / "kaggle_crypto_prices.csv"))
+    state = etl_flow(EtlParameters(live=False), return_state=True)
+    assert state.is_failed()
+    assert "kaggle_crypto_prices.csv: no such file or folder" in str(state.message)
+    assert scalar(engine, "SELECT status FROM etl_run") == "failed"
