@@ -110,17 +110,20 @@ def end_run(
     status = "failed" if error is not None else overall_status(results)
     if error is None and any(r.errors for r in results):
         error = "; ".join(e for r in results for e in r.errors)[:2000]
+    # The summary says what the ledger stores (masked, bounded): the CLI prints it and
+    # Prefect shows it, so it must leak no more than the ledger does.
+    sources, error = finish_run(
+        ctx.engine, run_id=ctx.run_id, status=status,
+        sources={r.name: r.summary() for r in results}, error=error, now_ms=utc_now_ms(),
+        secrets=secrets_of(ctx.settings),
+    )  # fmt: skip
     summary = RunSummary(
         run_id=ctx.run_id,
         status=status,
         duration_s=round(time.perf_counter() - started, 3),
-        sources={r.name: r.summary() for r in results},
+        sources=sources,
         error=error,
     )
-    finish_run(
-        ctx.engine, run_id=ctx.run_id, status=summary.status, sources=summary.sources,
-        error=summary.error, now_ms=utc_now_ms(), secrets=secrets_of(ctx.settings),
-    )  # fmt: skip
     log.info("run finished", extra={"status": summary.status, "duration_s": summary.duration_s})
     return summary
 
