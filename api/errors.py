@@ -125,7 +125,7 @@ def install_error_handlers(app: FastAPI) -> None:
         response = problem_response(
             request, 429, "rate_limited", f"rate limit exceeded: {exc.detail}"
         )
-        limiter = request.app.state.limiter
+        limiter = request.app.state.limiter  # where slowapi keeps it
         return limiter._inject_headers(response, request.state.view_rate_limit)  # type: ignore[no-any-return]  # noqa: SLF001 - slowapi's documented pattern
 
     @app.exception_handler(Exception)

@@ -36,6 +36,7 @@ from api.routes import candles, health, prices, prometheus, quality_runs, symbol
 from api.routes.health import VERSION
 from api.security import require_api_key
 from api.settings import ApiSettings, get_api_settings
+from api.state import AppState
 from etl.core.log import configure_logging
 from etl.db.engine import create_db_engine
 from etl.extract.gemini_client import GeminiClient
@@ -86,13 +87,12 @@ def create_app(
     configure_logging(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         engine = create_db_engine(settings)  # pool sized by DB_POOL_SIZE
         client = gemini or GeminiClient(settings)
-        app.state.engine = engine
-        app.state.gemini = client
-        app.state.registry.register(prometheus.LedgerCollector(engine))
-        if not app.state.key_digests:
+        state.start(engine, client)
+        state.registry.register(prometheus.LedgerCollector(engine))
+        if not state.key_digests:
             log.warning("no API key configured: every keyed route answers 401 (set API_KEY)")
         # Everything alive now (modules, pandas, SQLAlchemy, pydantic) lives as long as the
         # process: moving it out of the collector's view turns the ~80 ms full collections
@@ -117,17 +117,21 @@ def create_app(
     )
     if settings.docs and app.openapi_url:
         install_docs(app, app.openapi_url)
-    app.state.settings = settings
-    app.state.key_digests = settings.key_digests()
-    app.state.cursor_key = settings.cursor_key()  # hashes every key: once, not per page
-    app.state.hot_cache = HotCache(
-        settings.cache_ttl_seconds, settings.cache_stale_seconds, settings.cache_max_mb << 20
-    )
-    app.state.registry = CollectorRegistry()
     limiter = build_limiter(settings)
-    app.state.limiter = limiter
+    state = AppState(
+        settings=settings,
+        key_digests=settings.key_digests(),
+        cursor_key=settings.cursor_key(),  # hashes every key: once, not per page
+        hot_cache=HotCache(
+            settings.cache_ttl_seconds, settings.cache_stale_seconds, settings.cache_max_mb << 20
+        ),
+        registry=CollectorRegistry(),
+        limiter=limiter,
+        auth_failures=AuthFailureLimit(limiter, settings),
+    )
+    app.state.api = state
+    app.state.limiter = limiter  # slowapi finds its limiter here
     limits = RouteLimits.build(limiter, settings)
-    app.state.auth_failures = AuthFailureLimit(limiter, settings)
 
     keyed = [Depends(require_api_key)]
     app.include_router(health.build_probes(limits))
@@ -146,7 +150,7 @@ def create_app(
                             "X-RateLimit-Remaining", "X-RateLimit-Reset"],
         )  # fmt: skip
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
-    app.add_middleware(RequestContextMiddleware, metrics=RequestMetrics(app.state.registry))
+    app.add_middleware(RequestContextMiddleware, metrics=RequestMetrics(state.registry))
     return app
 
 

@@ -20,6 +20,7 @@ from fastapi.security import APIKeyHeader
 
 from api.errors import Problem
 from api.settings import MAX_KEY_BYTES
+from api.state import state_of
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="your API key")
 
@@ -32,7 +33,7 @@ async def require_api_key(
 
     `async` on purpose: it does no I/O, and a plain `def` would cost a thread-pool hop on
     every request."""
-    failures = request.app.state.auth_failures
+    failures = state_of(request).auth_failures
     failures.check(request)
     challenge = {"WWW-Authenticate": "ApiKey"}
     if not key:
@@ -46,7 +47,7 @@ async def require_api_key(
     presented = b""
     if len(presented_bytes) <= MAX_KEY_BYTES:  # longer is wrong, and not worth a hash
         presented = hashlib.sha256(presented_bytes).digest()
-        for digest in request.app.state.key_digests:  # no early exit: constant time
+        for digest in state_of(request).key_digests:  # no early exit: constant time
             matched |= hmac.compare_digest(presented, digest)
     if not matched:
         failures.record(request)

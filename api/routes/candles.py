@@ -9,17 +9,20 @@ import base64
 import hashlib
 import hmac
 import json
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import Engine
 
+from api.deps import CacheDep, CursorKeyDep, EngineDep, SettingsDep
 from api.errors import Problem
+from api.params import SymbolPath
 from api.rate_limit import RouteLimits
 from api.responses import respond
-from api.routes.common import SymbolPath
 from api.schemas import CandlePage
 from etl.core.clock import utc_now_ms
 from etl.read.assets import resolve_asset
@@ -87,15 +90,35 @@ def bars_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def render_page(
-    request: Request, symbol: str, interval: str, start: str | None, end: str | None,
-    limit: int, cursor: str | None, source: str | None,
-) -> bytes:  # fmt: skip
+@dataclass(frozen=True)
+class PageQuery:
+    """One candle request as the route validated it."""
+
+    symbol: str
+    interval: str
+    start: str | None
+    end: str | None
+    limit: int
+    cursor: str | None
+    source: str | None
+
+    @property
+    def cache_key(self) -> str:
+        return "candles?" + "&".join(str(v) for v in astuple(self))
+
+
+def render_page(engine: Engine, cursor_key: bytes, query: PageQuery) -> bytes:
     """One page as JSON (runs in the thread pool: it queries the database)."""
-    start_ms = parse_time(start, "start", 0)
-    end_ms = parse_time(end, "end", MAX_MS)
-    cursor_key = request.app.state.cursor_key
-    with request.app.state.engine.connect() as conn:
+    symbol, interval, limit, cursor, source = (
+        query.symbol,
+        query.interval,
+        query.limit,
+        query.cursor,
+        query.source,
+    )
+    start_ms = parse_time(query.start, "start", 0)
+    end_ms = parse_time(query.end, "end", MAX_MS)
+    with engine.connect() as conn:
         asset = resolve_asset(conn, symbol)
         if cursor is not None:
             state = unsign(cursor_key, cursor)
@@ -138,6 +161,10 @@ def build(limits: RouteLimits) -> APIRouter:
     @limits.candles
     async def candles(
         request: Request,
+        settings: SettingsDep,
+        engine: EngineDep,
+        cache: CacheDep,
+        cursor_key: CursorKeyDep,
         symbol: SymbolPath,
         interval: Interval = "1d",
         start: Annotated[str | None, Query(pattern=TIME_PATTERN, max_length=40)] = None,
@@ -151,10 +178,8 @@ def build(limits: RouteLimits) -> APIRouter:
         that divides the interval). Buckets align to UTC midnight; `1w` starts Monday
         00:00 UTC. `complete` is false for a bar whose close time has not passed.
         Pages are kept in the hot-read cache like `latest` (`CACHE_TTL_SECONDS`)."""
-        key = f"candles?{symbol}&{interval}&{start}&{end}&{limit}&{cursor}&{source}"
-        page = await request.app.state.hot_cache.get(
-            key, lambda: render_page(request, symbol, interval, start, end, limit, cursor, source)
-        )
-        return respond(request, page, max_age=request.app.state.settings.cache_max_age_seconds)
+        query = PageQuery(symbol, interval, start, end, limit, cursor, source)
+        page = await cache.get(query.cache_key, lambda: render_page(engine, cursor_key, query))
+        return respond(request, page, max_age=settings.cache_max_age_seconds)
 
     return router

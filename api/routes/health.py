@@ -6,8 +6,10 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.deps import EngineDep, GeminiDep, LimiterDep, SettingsDep
 from api.errors import Problem
 from api.rate_limit import RouteLimits, storage_state
 from api.responses import age_seconds, body_of, freshness, respond, utc
@@ -32,9 +34,8 @@ def build_probes(limits: RouteLimits) -> APIRouter:
 
     @router.get("/health/ready", response_model=Live)
     @limits.probes
-    def ready(request: Request) -> Response:
+    def ready(request: Request, engine: EngineDep) -> Response:  # noqa: ARG001
         """Readiness: the database answers and its schema is migrated."""
-        engine = request.app.state.engine
         try:
             migrated = current_revision(engine) == head_revision()
         except SQLAlchemyError:
@@ -51,10 +52,9 @@ def build_probes(limits: RouteLimits) -> APIRouter:
     return router
 
 
-def _freshness(request: Request) -> list[Freshness]:
-    stale_after = request.app.state.settings.stale_after_intervals
+def _freshness(engine: Engine, stale_after: float) -> list[Freshness]:
     out = []
-    with request.app.state.engine.connect() as conn:
+    with engine.connect() as conn:
         for asset in list_assets(conn):
             for m in latest_metrics(conn, asset.id)[:1]:
                 close_ms, age, stale = freshness(m, stale_after)
@@ -70,9 +70,9 @@ def build(limits: RouteLimits) -> APIRouter:
 
     @router.get("/", response_model=Root)
     @limits.data
-    def root(request: Request) -> Response:
+    def root(request: Request, settings: SettingsDep) -> Response:
         """Name, version and the main routes."""
-        docs = "/docs" if request.app.state.settings.docs else None
+        docs = "/docs" if settings.docs else None
         links = [Link(rel=r, href=h) for r, h in (
             ("health", "/health"), ("latest", "/api/crypto/latest"),
             ("metrics", "/api/crypto/metrics"), ("symbols", "/api/crypto/symbols"),
@@ -87,10 +87,15 @@ def build(limits: RouteLimits) -> APIRouter:
 
     @router.get("/health", response_model=Health)
     @limits.data
-    def health(request: Request) -> Response:
+    def health(
+        request: Request,
+        settings: SettingsDep,
+        engine: EngineDep,
+        gemini: GeminiDep,
+        limiter: LimiterDep,
+    ) -> Response:
         """Database reachability and latency, schema version, the last ETL run, data
         freshness per asset, the Gemini breaker state, version and platform."""
-        engine = request.app.state.engine
         database: dict[str, Any] = {"reachable": False, "latency_ms": None}
         revision = None
         last_run = None
@@ -114,11 +119,11 @@ def build(limits: RouteLimits) -> APIRouter:
                     finished_at=utc(int(finished)) if done else None,
                     age_seconds=round(age_seconds(int(finished)), 1) if done else None,
                 )  # fmt: skip
-            freshness = _freshness(request)
+            freshness = _freshness(engine, settings.stale_after_intervals)
         except SQLAlchemyError:
             pass
         head = head_revision()
-        rate_limits = storage_state(request.app.state.limiter, request.app.state.settings)
+        rate_limits = storage_state(limiter, settings)
         ok = (
             database["reachable"] and revision == head and not rate_limits["degraded"]
             and not any(f.stale for f in freshness)
@@ -127,7 +132,7 @@ def build(limits: RouteLimits) -> APIRouter:
             status="ok" if ok else "degraded", version=VERSION,
             platform=PLATFORM,
             database=database, schema_version=revision, schema_head=head, last_run=last_run,
-            freshness=freshness, gemini_breaker=request.app.state.gemini.breaker_state,
+            freshness=freshness, gemini_breaker=gemini.breaker_state,
             rate_limits=rate_limits,
         )  # fmt: skip
         return respond(request, body_of(body), max_age=0)

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.deps import RegistryDep
 from api.rate_limit import RouteLimits
 from api.responses import freshness
 from etl.read.assets import list_assets
@@ -66,8 +67,8 @@ def build(limits: RouteLimits) -> APIRouter:
         "/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}}
     )
     @limits.data
-    def metrics(request: Request) -> Response:
+    def metrics(request: Request, registry: RegistryDep) -> Response:  # noqa: ARG001
         """Prometheus text exposition."""
-        return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

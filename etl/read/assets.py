@@ -71,3 +71,14 @@ def resolve_asset(conn: Connection, text: str) -> AssetRow:
     if row is None:
         raise UnknownAssetError(text)
     return AssetRow(*row)
+
+
+def selected_assets(conn: Connection, symbols: str | None) -> list[AssetRow]:
+    """The assets named by a `symbols=` filter (every alias must exist), else all."""
+    if not symbols:
+        return list_assets(conn)
+    chosen: dict[int, AssetRow] = {}
+    for text in symbols.split(","):
+        asset = resolve_asset(conn, text)
+        chosen[asset.id] = asset
+    return list(chosen.values())

@@ -77,7 +77,8 @@ def test_unexpected_failure_is_a_500_without_internals(
 ) -> None:
     app = create_app(api_settings(api_database))
     with TestClient(app, raise_server_exceptions=False) as client:
-        app.state.engine = create_engine("sqlite:////nonexistent/dir/broken.db")
+        state = app.state.api
+        state.start(create_engine("sqlite:////nonexistent/dir/broken.db"), state.gemini)
         with caplog.at_level(logging.ERROR, logger="api.errors"):
             answer = client.get(
                 "/api/crypto/runs", headers={"X-API-Key": "test-key-0123456789abcdef",

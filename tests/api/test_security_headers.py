@@ -42,7 +42,7 @@ def test_every_answer_carries_the_security_headers(api_database: str) -> None:
             client.get("/api/crypto/latest", params={"symbols": "NOPE"}),  # 404, cached route
             client.post("/api/crypto/runs"),  # 405
             client.get("/api/crypto/runs", params={"limit": 0}),  # 422
-            client.get("/health/live", headers={"Host": "evil.example"}),  # 400
+            client.get("/api/crypto/runs", headers={"Host": "evil.example"}),  # 400
             client.get("/health/live"),
             client.get("/health/live"),  # 429
         ]
