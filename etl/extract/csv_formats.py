@@ -317,7 +317,7 @@ class Investing(CsvFormat):
 
 
 class Canonical(CsvFormat):
-    """Our own layout for users' files (see README): `symbol,timestamp,open,high,low,close`
+    """Our own layout for users' files (see docs/formats.md): `symbol,timestamp,open,high,low,close`
     plus optional `volume` (base) and `volume_quote`; ISO-8601 or epoch s/ms times."""
 
     name = "canonical"
