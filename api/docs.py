@@ -35,13 +35,14 @@ def install_docs(app: FastAPI, openapi_url: str) -> None:
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")  # behind a proxy that strips a prefix
         return get_swagger_ui_html(
-            openapi_url=f"{root}{openapi_url}", title=f"{app.title} - Swagger UI",
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=f"{root}{OAUTH2_REDIRECT_URL}",
             swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
             swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
-        )  # fmt: skip
+        )
 
     async def swagger_ui_redirect(request: Request) -> HTMLResponse:  # noqa: ARG001
         return get_swagger_ui_oauth2_redirect_html()

@@ -26,10 +26,17 @@ PROBLEM_JSON = "application/problem+json"
 # outermost layer): an error is never cached, and never sniffed into another content type.
 ERROR_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 406: "Not Acceptable", 422: "Unprocessable Content",
-    429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
-}  # fmt: skip
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class Problem(Exception):
@@ -116,9 +123,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GeminiError)
     async def _gemini(request: Request, exc: GeminiError) -> JSONResponse:  # noqa: ARG001
         return problem_response(
-            request, 503, "gemini_unavailable", "Gemini is unreachable and nothing is cached",
+            request,
+            503,
+            "gemini_unavailable",
+            "Gemini is unreachable and nothing is cached",
             headers={"Retry-After": "60"},
-        )  # fmt: skip
+        )
 
     @app.exception_handler(RateLimitExceeded)
     async def _limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
@@ -134,6 +144,9 @@ def install_error_handlers(app: FastAPI) -> None:
         request_id = getattr(request.state, "request_id", None)
         log.exception("unhandled error", extra={"path": request.url.path, "request_id": request_id})
         return problem_response(
-            request, 500, "internal_error", "unexpected error; quote the request id",
+            request,
+            500,
+            "internal_error",
+            "unexpected error; quote the request id",
             headers={"X-Request-ID": request_id} if request_id else None,
-        )  # fmt: skip
+        )

@@ -62,10 +62,11 @@ class TrustedHosts:
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         name = name.lower()
         return any(
-            pattern == "*" or name == pattern
+            pattern == "*"
+            or name == pattern
             or (pattern.startswith("*.") and name.endswith(pattern[1:]))
             for pattern in self.allowed
-        )  # fmt: skip
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"] not in HOST_CHECK_EXEMPT:
@@ -144,11 +145,19 @@ def create_app(
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"],
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET"],
             allow_headers=["X-API-Key", "X-Request-ID", "If-None-Match"],
-            expose_headers=["X-Request-ID", "ETag", "Retry-After", "X-RateLimit-Limit",
-                            "X-RateLimit-Remaining", "X-RateLimit-Reset"],
-        )  # fmt: skip
+            expose_headers=[
+                "X-Request-ID",
+                "ETag",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+        )
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
     app.add_middleware(RequestContextMiddleware, metrics=RequestMetrics(state.registry))
     return app

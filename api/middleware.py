@@ -32,13 +32,18 @@ class RequestMetrics:
             "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry
         )
         self.latency = Histogram(
-            "http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-            registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
-        )  # fmt: skip
-        self.rate_limited = Counter(
-            "http_rate_limited_total", "Requests refused by the rate limiter", ["route"],
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
             registry=registry,
-        )  # fmt: skip
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+        )
+        self.rate_limited = Counter(
+            "http_rate_limited_total",
+            "Requests refused by the rate limiter",
+            ["route"],
+            registry=registry,
+        )
 
 
 class RequestContextMiddleware:
@@ -83,11 +88,14 @@ class RequestContextMiddleware:
         access_log.info(
             "request",
             extra={
-                "method": method, "route": template, "path": scope.get("path"),
-                "status": status, "duration_ms": round(seconds * 1000, 2),
+                "method": method,
+                "route": template,
+                "path": scope.get("path"),
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
                 "key": state.get("key_fingerprint"),
             },
-        )  # fmt: skip
+        )
 
 
 def _limit_headers(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -110,10 +118,11 @@ def _security_headers(status: int, headers: list[tuple[bytes, bytes]]) -> list[t
     error (whatever a route or library set), so no cache keeps a 401, 404 or 429."""
     error = status >= 400
     kept = [
-        (name, value) for name, value in headers
+        (name, value)
+        for name, value in headers
         if name.lower() != b"x-content-type-options"
         and not (error and name.lower() == b"cache-control")
-    ]  # fmt: skip
+    ]
     kept.append((b"x-content-type-options", b"nosniff"))
     if error:
         kept.append((b"cache-control", b"no-store"))

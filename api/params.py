@@ -8,11 +8,18 @@ from fastapi import Path, Query
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
 SymbolPath = Annotated[
     str,
-    Path(pattern=SYMBOL_PATTERN, max_length=32, description="any alias: bitcoin, BTC, btc-usd",
-         examples=["bitcoin"]),
-]  # fmt: skip
+    Path(
+        pattern=SYMBOL_PATTERN,
+        max_length=32,
+        description="any alias: bitcoin, BTC, btc-usd",
+        examples=["bitcoin"],
+    ),
+]
 SymbolsQuery = Annotated[
     str | None,
-    Query(pattern=r"^[A-Za-z0-9._-]{1,32}(,[A-Za-z0-9._-]{1,32}){0,49}$",
-          description="comma-separated aliases (at most 50)", examples=["bitcoin,ETH"]),
-]  # fmt: skip
+    Query(
+        pattern=r"^[A-Za-z0-9._-]{1,32}(,[A-Za-z0-9._-]{1,32}){0,49}$",
+        description="comma-separated aliases (at most 50)",
+        examples=["bitcoin,ETH"],
+    ),
+]

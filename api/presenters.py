@@ -48,12 +48,19 @@ def latest_out(
     age = age_seconds(as_of)
     step_ms = INTERVAL_MS[best["interval"]]
     return Latest(
-        symbol=symbol, price=price, bid=bid, ask=ask,
+        symbol=symbol,
+        price=price,
+        bid=bid,
+        ask=ask,
         spread=ask - bid if ask is not None and bid is not None else None,
-        volume_24h=volume, volume_quote_24h=volume_quote, as_of=utc(as_of),
-        age_seconds=round(age, 3), stale=age > stale_after * step_ms / 1000,
-        source=source, interval=interval,
-    )  # fmt: skip
+        volume_24h=volume,
+        volume_quote_24h=volume_quote,
+        as_of=utc(as_of),
+        age_seconds=round(age, 3),
+        stale=age > stale_after * step_ms / 1000,
+        source=source,
+        interval=interval,
+    )
 
 
 def metric_out(symbol: str, row: dict[str, Any]) -> MetricOut:
@@ -63,15 +70,24 @@ def metric_out(symbol: str, row: dict[str, Any]) -> MetricOut:
 def symbol_out(conn: Connection, asset: AssetRow) -> SymbolOut:
     coverage = series_coverage(conn, asset.id)
     return SymbolOut(
-        symbol=asset.symbol, base=asset.base, quote=asset.quote, name=asset.name,
-        coin_id=asset.coin_id, aliases=asset.aliases,
+        symbol=asset.symbol,
+        base=asset.base,
+        quote=asset.quote,
+        name=asset.name,
+        coin_id=asset.coin_id,
+        aliases=asset.aliases,
         sources=sorted({c["source"] for c in coverage}),
         coverage=[
-            Coverage(source=c["source"], interval=c["interval"], first_open=utc(c["first_open"]),
-                     last_open=utc(c["last_open"]), bars=c["bars"])
+            Coverage(
+                source=c["source"],
+                interval=c["interval"],
+                first_open=utc(c["first_open"]),
+                last_open=utc(c["last_open"]),
+                bars=c["bars"],
+            )
             for c in coverage
         ],
-    )  # fmt: skip
+    )
 
 
 def quality_out(row: dict[str, Any]) -> QualityOut:
@@ -82,11 +98,14 @@ def quality_out(row: dict[str, Any]) -> QualityOut:
 
 def run_out(row: dict[str, Any]) -> RunOut:
     return RunOut(
-        id=row["id"], trigger=row["trigger"], status=row["status"],
+        id=row["id"],
+        trigger=row["trigger"],
+        status=row["status"],
         started_at=utc(int(row["started_at"])),
         finished_at=utc(int(row["finished_at"])) if row["finished_at"] is not None else None,
-        sources=row["sources"] or {}, error=row["error"],
-    )  # fmt: skip
+        sources=row["sources"] or {},
+        error=row["error"],
+    )
 
 
 def run_summary(row: dict[str, Any]) -> RunSummary:

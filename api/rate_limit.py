@@ -219,9 +219,11 @@ class AuthFailureLimit:
 
     def _refuse(self, seconds: float) -> NoReturn:
         raise Problem(
-            429, "too_many_auth_failures", "too many requests with a wrong API key",
+            429,
+            "too_many_auth_failures",
+            "too many requests with a wrong API key",
             headers={"Retry-After": str(max(1, math.ceil(seconds)))},
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)

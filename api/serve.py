@@ -53,13 +53,15 @@ class NoDelayHttpProtocol(HttpToolsProtocol):
 
 # Every launcher goes through here, so these cannot drift apart (see the docstring).
 SERVER_OPTIONS: dict[str, Any] = {
-    "factory": True, "http": "api.serve:NoDelayHttpProtocol", "log_config": None,
+    "factory": True,
+    "http": "api.serve:NoDelayHttpProtocol",
+    "log_config": None,
     "access_log": False,  # api.middleware writes the JSON access log
     # uvicorn would replace the peer address with X-Forwarded-For whenever the peer is in
     # FORWARDED_ALLOW_IPS (127.0.0.1 by default): any local client could pick its address
     # and escape per-address limits. api.rate_limit.client_address applies TRUSTED_PROXIES.
     "proxy_headers": False,
-}  # fmt: skip
+}
 
 
 def ensure_local_key(env_file: Path = ENV_FILE) -> bool:
@@ -82,9 +84,13 @@ def event_loop(settings: ApiSettings) -> str:
 
 def serve(settings: ApiSettings) -> None:
     uvicorn.run(
-        "api.main:create_app", host=settings.api_host, port=settings.api_port,
-        workers=settings.api_workers, loop=event_loop(settings), **SERVER_OPTIONS,
-    )  # fmt: skip
+        "api.main:create_app",
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        loop=event_loop(settings),
+        **SERVER_OPTIONS,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,13 +79,20 @@ def free_port() -> int:
 def serve(database_url: str, workers: int, port: int) -> subprocess.Popen[bytes]:
     """The API as deployed (`python -m api.serve`), with auth on and limits set high."""
     env = {
-        **os.environ, "DATABASE_URL": database_url, "API_KEY": KEY, "LOG_LEVEL": "WARNING",
-        "RATE_LIMIT_DEFAULT": "100000000/minute", "RATE_LIMIT_CANDLES": "100000000/minute",
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "API_KEY": KEY,
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_DEFAULT": "100000000/minute",
+        "RATE_LIMIT_CANDLES": "100000000/minute",
         "RATE_LIMIT_PROBES": "100000000/minute",
         "DB_POOL_SIZE": "40",  # for PostgreSQL runs; SQLite caps its pool at 8 anyway
-        "API_HOST": "127.0.0.1", "API_PORT": str(port), "API_WORKERS": str(workers),
-        "GEMINI_BASE_URL": "http://127.0.0.1:9", **EXTRA_ENV,
-    }  # fmt: skip
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "API_WORKERS": str(workers),
+        "GEMINI_BASE_URL": "http://127.0.0.1:9",
+        **EXTRA_ENV,
+    }
     process = subprocess.Popen([sys.executable, "-m", "api.serve"], cwd=ROOT, env=env)
     for _ in range(100):
         try:
@@ -139,18 +146,21 @@ def main() -> int:
             try:
                 loop = event_loop(
                     get_api_settings(
-                        api_workers=workers, _env_file=None,
+                        api_workers=workers,
+                        _env_file=None,
                         api_event_loop=EXTRA_ENV.get("API_EVENT_LOOP", "auto"),
                     )
-                )  # fmt: skip
+                )
                 print(f"{workers} worker(s), {loop} loop, wrk -t2 -c64 -d{args.seconds}s:")
                 floor = None
                 for label, path in ROUTES.items():
                     wrk(f"http://127.0.0.1:{port}{path}", 2)  # warm-up
                     rate, p50, p99 = wrk(f"http://127.0.0.1:{port}{path}", args.seconds)
                     floor = floor or rate
-                    print(f"  {label:<32} {rate:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
-                          f"  ratio {rate / floor:4.2f}")  # fmt: skip
+                    print(
+                        f"  {label:<32} {rate:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+                        f"  ratio {rate / floor:4.2f}"
+                    )
             finally:
                 process.terminate()
                 process.wait(timeout=30)

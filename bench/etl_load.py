@@ -132,8 +132,11 @@ def pandas_to_sql(url: str, path: Path, rows: int) -> float:
 def pipeline(url: str, path: Path) -> dict[str, object]:
     done = subprocess.run(
         [sys.executable, "-c", DRIVER, url, str(path)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     if result["status"] != "success":
         raise SystemExit(f"pipeline run failed: {result}")
@@ -195,8 +198,10 @@ def main() -> int:
         report("(d) pipeline into SQLite      [d/c]", n, float(d["seconds"]), c)  # type: ignore[arg-type]
         report(
             f"(e) peer: pandas to_sql, PostgreSQL, {n_peer // 1000}k rows [e/a]",
-            peer_rows, e, a * peer_rows / n,
-        )  # fmt: skip
+            peer_rows,
+            e,
+            a * peer_rows / n,
+        )
         print()
         for label, first, second in (("PostgreSQL", b, b2), ("SQLite", d, d2)):
             share = float(second["seconds"]) / float(first["seconds"]) * 100  # type: ignore[arg-type]

@@ -54,9 +54,12 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "status": self.status, "duration_s": self.duration_s,
-            "sources": self.sources, "error": self.error,
-        }  # fmt: skip
+            "run_id": self.run_id,
+            "status": self.status,
+            "duration_s": self.duration_s,
+            "sources": self.sources,
+            "error": self.error,
+        }
 
 
 def overall_status(results: Sequence[SourceResult]) -> str:
@@ -113,10 +116,14 @@ def end_run(
     # The summary says what the ledger stores (masked, bounded): the CLI prints it and
     # Prefect shows it, so it must leak no more than the ledger does.
     sources, error = finish_run(
-        ctx.engine, run_id=ctx.run_id, status=status,
-        sources={r.name: r.summary() for r in results}, error=error, now_ms=utc_now_ms(),
+        ctx.engine,
+        run_id=ctx.run_id,
+        status=status,
+        sources={r.name: r.summary() for r in results},
+        error=error,
+        now_ms=utc_now_ms(),
         secrets=secrets_of(ctx.settings),
-    )  # fmt: skip
+    )
     summary = RunSummary(
         run_id=ctx.run_id,
         status=status,
@@ -188,7 +195,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.add_argument("--csv-symbol", help="asset for CSV files that name none (e.g. BTCUSD)")
     parser.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)  # fmt: skip
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,9 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings)
     try:
         summary = run_pipeline(
-            settings, sources=build_sources(args, settings), trigger=args.trigger,
+            settings,
+            sources=build_sources(args, settings),
+            trigger=args.trigger,
             show_progress=sys.stderr.isatty(),
-        )  # fmt: skip
+        )
     except SQLAlchemyError as exc:  # nothing can be recorded: the database itself failed
         url = make_url(settings.database_url).render_as_string(hide_password=True)
         sys.stderr.write(f"error: database {url} unusable: {exc}\n")

@@ -158,8 +158,10 @@ def _report(summary: RunSummary) -> None:
         raise RunFailedError(f"ETL run {summary.run_id} failed: {summary.error}")
     if summary.status == "partial":
         logger.warning("ETL run %s is partial: %s", summary.run_id, summary.error)
-        lines = [f"- **{name}**: {s['status']}, {s['inserted']} inserted, {s['rejected']} rejected"
-                 for name, s in summary.sources.items()]  # fmt: skip
+        lines = [
+            f"- **{name}**: {s['status']}, {s['inserted']} inserted, {s['rejected']} rejected"
+            for name, s in summary.sources.items()
+        ]
         markdown = f"# Partial ETL run\n\n{summary.error}\n\n" + "\n".join(lines)
         create_markdown_artifact(
             key="etl-partial", markdown=markdown, description="a source failed; the others loaded"

@@ -31,11 +31,30 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 SYMBOLS = [
-    "btcusd", "btcusdt", "btcgusd", "btcgusdperp", "ethbtc", "ethusd", "ethgusdperp",
-    "solusd", "solbtc", "ltcusd", "dogeusd", "btcrlusd", "usdtusd", "gusdusd",
-]  # fmt: skip
-TIME_FRAMES = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-               "1hr": 3_600_000, "6hr": 21_600_000, "1day": 86_400_000}  # fmt: skip
+    "btcusd",
+    "btcusdt",
+    "btcgusd",
+    "btcgusdperp",
+    "ethbtc",
+    "ethusd",
+    "ethgusdperp",
+    "solusd",
+    "solbtc",
+    "ltcusd",
+    "dogeusd",
+    "btcrlusd",
+    "usdtusd",
+    "gusdusd",
+]
+TIME_FRAMES = {
+    "1m": 60_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1hr": 3_600_000,
+    "6hr": 21_600_000,
+    "1day": 86_400_000,
+}
 DAY_OPEN_OFFSET_MS = 4 * 3_600_000  # Gemini's daily bars open at 04:00 UTC
 PRICES = {"btcusd": 67_250.5, "ethusd": 3_450.25, "solusd": 145.125, "ltcusd": 82.5}
 
@@ -105,9 +124,10 @@ class GeminiDouble:
             symbol = parts[-1] if parts[1] != "candles" else parts[2]
             if symbol.lower() not in SYMBOLS:
                 return 400, {
-                    "result": "error", "reason": "InvalidSymbol",
+                    "result": "error",
+                    "reason": "InvalidSymbol",
                     "message": f"Received unsupported symbol '{symbol.upper()}'",
-                }  # fmt: skip
+                }
             price = PRICES.get(symbol.lower(), 1.0)
             if parts[:3] == ["v1", "symbols", "details"]:
                 return 200, self._details(symbol)
@@ -123,37 +143,53 @@ class GeminiDouble:
     def _details(symbol: str) -> dict[str, Any]:
         base, quote = symbol[:-3].upper(), symbol[-3:].upper()
         return {
-            "symbol": symbol.upper(), "base_currency": base, "quote_currency": quote,
-            "tick_size": 1e-8, "quote_increment": 0.01, "min_order_size": "0.00001",
-            "status": "open", "wrap_enabled": False, "product_type": "spot",
-            "contract_type": "vanilla", "contract_price_currency": quote,
-        }  # fmt: skip
+            "symbol": symbol.upper(),
+            "base_currency": base,
+            "quote_currency": quote,
+            "tick_size": 1e-8,
+            "quote_increment": 0.01,
+            "min_order_size": "0.00001",
+            "status": "open",
+            "wrap_enabled": False,
+            "product_type": "spot",
+            "contract_type": "vanilla",
+            "contract_price_currency": quote,
+        }
 
     def _pubticker(self, symbol: str, price: float) -> dict[str, Any]:
         base, quote = symbol[:-3].upper(), symbol[-3:].upper()
         return {
-            "bid": f"{price - 0.01:.2f}", "ask": f"{price + 0.01:.2f}", "last": f"{price:.2f}",
-            "volume": {base: "1615.46861748", quote: "14727307.57545006088",
-                       "timestamp": self.now_ms},
-        }  # fmt: skip
+            "bid": f"{price - 0.01:.2f}",
+            "ask": f"{price + 0.01:.2f}",
+            "last": f"{price:.2f}",
+            "volume": {
+                base: "1615.46861748",
+                quote: "14727307.57545006088",
+                "timestamp": self.now_ms,
+            },
+        }
 
     @staticmethod
     def _ticker_v2(symbol: str, price: float) -> dict[str, Any]:
         return {
-            "symbol": symbol.upper(), "open": f"{price * 0.98:.2f}",
-            "high": f"{price * 1.02:.2f}", "low": f"{price * 0.97:.2f}",
+            "symbol": symbol.upper(),
+            "open": f"{price * 0.98:.2f}",
+            "high": f"{price * 1.02:.2f}",
+            "low": f"{price * 0.97:.2f}",
             "close": f"{price * 0.5:.2f}",  # stale, as the live API's can be
             "changes": [f"{price - i:.2f}" for i in range(24)],
-            "bid": f"{price - 0.01:.2f}", "ask": f"{price + 0.01:.2f}",
-        }  # fmt: skip
+            "bid": f"{price - 0.01:.2f}",
+            "ask": f"{price + 0.01:.2f}",
+        }
 
     def _candles(self, frame: str, price: float) -> tuple[int, Any]:
         if frame not in TIME_FRAMES:
             return 400, {
-                "result": "error", "reason": "InvalidParameterValue",
+                "result": "error",
+                "reason": "InvalidParameterValue",
                 "message": "time_frame expects one of the following: "
                 "[1m, 5m, 15m, 30m, 1hr, 6hr, 1day]",
-            }  # fmt: skip
+            }
         return 200, candle_rows(frame, self.now_ms, self.candle_count, price)
 
 

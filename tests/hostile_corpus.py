@@ -71,9 +71,13 @@ def _write_rows(folder: Path) -> None:
         KAGGLE_HEADER + kaggle_row(2, "w" * 200_000, "WIDEX") + ok
     )
     (folder / "long_line.csv").write_text(
-        KAGGLE_HEADER + kaggle_row(1, "Longcoin", "LONG") + "9," + "y" * (10 << 20) + "\n"
+        KAGGLE_HEADER
+        + kaggle_row(1, "Longcoin", "LONG")
+        + "9,"
+        + "y" * (10 << 20)
+        + "\n"
         + kaggle_row(2, "Longcoin", "LONG")
-    )  # fmt: skip
+    )
     (folder / "nul.csv").write_bytes(
         (KAGGLE_HEADER + kaggle_row(1, "Nulcoin", "NUL", close="1.\x008")).encode()
     )

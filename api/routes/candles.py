@@ -135,20 +135,32 @@ def render_page(engine: Engine, cursor_key: bytes, query: PageQuery) -> bytes:
                 f"no {source or 'stored'} bars for {asset.symbol} that make {interval} bars",
             )
         rows = candle_page(
-            conn, asset_id=asset.id, source=series[0], stored=series[1],
-            interval=interval, start_ms=start_ms, end_ms=end_ms, limit=limit,
-        )  # fmt: skip
+            conn,
+            asset_id=asset.id,
+            source=series[0],
+            stored=series[1],
+            interval=interval,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            limit=limit,
+        )
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = (
-        sign(cursor_key, {"q": [asset.symbol, interval, source, end_ms],
-                          "t": rows[-1]["close_time"]})
-        if more else None
-    )  # fmt: skip
+        sign(
+            cursor_key, {"q": [asset.symbol, interval, source, end_ms], "t": rows[-1]["close_time"]}
+        )
+        if more
+        else None
+    )
     body = {
-        "symbol": asset.symbol, "source": series[0], "interval": interval,
-        "resampled_from": series[1], "data": bars_json(rows), "next_cursor": next_cursor,
-    }  # fmt: skip
+        "symbol": asset.symbol,
+        "source": series[0],
+        "interval": interval,
+        "resampled_from": series[1],
+        "data": bars_json(rows),
+        "next_cursor": next_cursor,
+    }
     # orjson: 1.3 ms -> 0.1 ms for a 500-bar page (the stdlib encoder was the largest
     # cost of the route, measured with py-spy under load).
     return orjson.dumps(body)

@@ -59,9 +59,15 @@ def _freshness(engine: Engine, stale_after: float) -> list[Freshness]:
             for m in latest_metrics(conn, asset.id)[:1]:
                 close_ms, age, stale = freshness(m, stale_after)
                 out.append(
-                    Freshness(symbol=asset.symbol, source=m["source"], interval=m["interval"],
-                              as_of=utc(close_ms), age_seconds=round(age, 1), stale=stale)
-                )  # fmt: skip
+                    Freshness(
+                        symbol=asset.symbol,
+                        source=m["source"],
+                        interval=m["interval"],
+                        as_of=utc(close_ms),
+                        age_seconds=round(age, 1),
+                        stale=stale,
+                    )
+                )
     return out
 
 
@@ -73,12 +79,19 @@ def build(limits: RouteLimits) -> APIRouter:
     def root(request: Request, settings: SettingsDep) -> Response:
         """Name, version and the main routes."""
         docs = "/docs" if settings.docs else None
-        links = [Link(rel=r, href=h) for r, h in (
-            ("health", "/health"), ("latest", "/api/crypto/latest"),
-            ("metrics", "/api/crypto/metrics"), ("symbols", "/api/crypto/symbols"),
-            ("candles", "/api/crypto/candles/{symbol}"), ("quality", "/api/crypto/quality"),
-            ("runs", "/api/crypto/runs"), ("gemini_symbols", "/api/crypto/gemini/symbols"),
-        )]  # fmt: skip
+        links = [
+            Link(rel=r, href=h)
+            for r, h in (
+                ("health", "/health"),
+                ("latest", "/api/crypto/latest"),
+                ("metrics", "/api/crypto/metrics"),
+                ("symbols", "/api/crypto/symbols"),
+                ("candles", "/api/crypto/candles/{symbol}"),
+                ("quality", "/api/crypto/quality"),
+                ("runs", "/api/crypto/runs"),
+                ("gemini_symbols", "/api/crypto/gemini/symbols"),
+            )
+        ]
         return respond(
             request,
             body_of(Root(name="crypto-etl-api", version=VERSION, docs=docs, links=links)),
@@ -115,26 +128,34 @@ def build(limits: RouteLimits) -> APIRouter:
                 finished = run["finished_at"]
                 done = finished is not None
                 last_run = RunBrief(
-                    id=run["id"], status=run["status"],
+                    id=run["id"],
+                    status=run["status"],
                     finished_at=utc(int(finished)) if done else None,
                     age_seconds=round(age_seconds(int(finished)), 1) if done else None,
-                )  # fmt: skip
+                )
             freshness = _freshness(engine, settings.stale_after_intervals)
         except SQLAlchemyError:
             pass
         head = head_revision()
         rate_limits = storage_state(limiter, settings)
         ok = (
-            database["reachable"] and revision == head and not rate_limits["degraded"]
+            database["reachable"]
+            and revision == head
+            and not rate_limits["degraded"]
             and not any(f.stale for f in freshness)
-        )  # fmt: skip
+        )
         body = Health(
-            status="ok" if ok else "degraded", version=VERSION,
+            status="ok" if ok else "degraded",
+            version=VERSION,
             platform=PLATFORM,
-            database=database, schema_version=revision, schema_head=head, last_run=last_run,
-            freshness=freshness, gemini_breaker=gemini.breaker_state,
+            database=database,
+            schema_version=revision,
+            schema_head=head,
+            last_run=last_run,
+            freshness=freshness,
+            gemini_breaker=gemini.breaker_state,
             rate_limits=rate_limits,
-        )  # fmt: skip
+        )
         return respond(request, body_of(body), max_age=0)
 
     return router

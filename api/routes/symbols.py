@@ -46,7 +46,7 @@ def build(limits: RouteLimits) -> APIRouter:
                 ticker=ticker_out(ticker) if ticker else None,
                 metrics=[metric_out(asset.symbol, m) for m in latest_metrics(conn, asset.id)],
                 quality=[quality_out(q) for q in latest_quality(conn, asset.id)],
-            )  # fmt: skip
+            )
         return respond(request, body_of(detail), max_age=settings.cache_max_age_seconds)
 
     @router.get("/gemini/symbols", response_model=GeminiSymbols)
@@ -58,8 +58,9 @@ def build(limits: RouteLimits) -> APIRouter:
         found = gemini_symbols(client)
         page = GeminiSymbols(
             data=[GeminiSymbolOut(**s.model_dump()) for s in found.symbols],
-            fetched_at=utc(int(found.fetched_at * 1000)), stale=found.stale,
-        )  # fmt: skip
+            fetched_at=utc(int(found.fetched_at * 1000)),
+            stale=found.stale,
+        )
         return respond(request, body_of(page), max_age=300)
 
     return router

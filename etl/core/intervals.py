@@ -25,12 +25,30 @@ INTERVAL_MS: dict[str, int] = {
 _BY_MS = {ms: name for name, ms in INTERVAL_MS.items()}
 
 _NAME_HINTS: dict[str, str] = {
-    "d": "1d", "1d": "1d", "day": "1d", "daily": "1d",
-    "h": "1h", "1h": "1h", "1hr": "1h", "hour": "1h", "hourly": "1h",
-    "m": "1m", "1m": "1m", "1min": "1m", "minute": "1m",
-    "5m": "5m", "5min": "5m", "15m": "15m", "30m": "30m", "4h": "4h", "6h": "6h",
-    "1w": "1w", "w": "1w", "week": "1w", "weekly": "1w",
-}  # fmt: skip
+    "d": "1d",
+    "1d": "1d",
+    "day": "1d",
+    "daily": "1d",
+    "h": "1h",
+    "1h": "1h",
+    "1hr": "1h",
+    "hour": "1h",
+    "hourly": "1h",
+    "m": "1m",
+    "1m": "1m",
+    "1min": "1m",
+    "minute": "1m",
+    "5m": "5m",
+    "5min": "5m",
+    "15m": "15m",
+    "30m": "30m",
+    "4h": "4h",
+    "6h": "6h",
+    "1w": "1w",
+    "w": "1w",
+    "week": "1w",
+    "weekly": "1w",
+}
 
 
 def interval_ms(name: str) -> int:

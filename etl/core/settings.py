@@ -18,8 +18,14 @@ DEFAULT_SQLITE_URL = "sqlite:///data/crypto.db"
 DEFAULT_RAW_DIR = Path("data/raw")
 # Our interval names -> Gemini's candle time frames (the live API rejects 1h/6h/1d).
 GEMINI_TIME_FRAMES = {
-    "1m": "1m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1hr", "6h": "6hr", "1d": "1day",
-}  # fmt: skip
+    "1m": "1m",
+    "5m": "5m",
+    "15m": "15m",
+    "30m": "30m",
+    "1h": "1hr",
+    "6h": "6hr",
+    "1d": "1day",
+}
 
 
 def normalise_database_url(url: str) -> str:

@@ -33,9 +33,17 @@ from etl.extract.parse import (
 )
 
 CANONICAL_COLUMNS = (
-    "symbol", "name", "open_time", "open", "high", "low", "close", "volume", "volume_quote",
+    "symbol",
+    "name",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "volume_quote",
     "parse_error",
-)  # fmt: skip
+)
 
 
 SOURCE_MAX_CHARS = 32  # the `source` columns are String(32)
@@ -138,9 +146,13 @@ class KaggleCoin(CsvFormat):
         ms, err = datetimes_to_ms(chunk["date"], ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"))
         day_start = ms - ms % DAY_MS  # 23:59:59 is the day's close
         return _frame(
-            chunk, open_time=(day_start, err), prices=PLAIN_OHLC, volume_quote="volume",
-            symbol=chunk["symbol"], name=chunk["name"],
-        )  # fmt: skip
+            chunk,
+            open_time=(day_start, err),
+            prices=PLAIN_OHLC,
+            volume_quote="volume",
+            symbol=chunk["symbol"],
+            name=chunk["name"],
+        )
 
 
 class CryptoDataDownload(CsvFormat):
@@ -171,9 +183,13 @@ class CryptoDataDownload(CsvFormat):
             open_time = datetimes_to_ms(chunk["date"], self.DATE_FORMATS, iso_fallback=True)
         base_col, quote_col = self._volume_columns(chunk, layout)
         return _frame(
-            chunk, open_time=open_time, prices=PLAIN_OHLC, volume=base_col,
-            volume_quote=quote_col, symbol=chunk["symbol"],
-        )  # fmt: skip
+            chunk,
+            open_time=open_time,
+            prices=PLAIN_OHLC,
+            volume=base_col,
+            volume_quote=quote_col,
+            symbol=chunk["symbol"],
+        )
 
     @staticmethod
     def _volume_columns(chunk: pd.DataFrame, layout: Layout) -> tuple[str | None, str | None]:
@@ -240,9 +256,12 @@ class YFinance(CsvFormat):
             suffix = f"|{ticker}"
             part = chunk.rename(columns={c: c.removesuffix(suffix) for c in chunk.columns})
             frame = _frame(
-                part, open_time=open_time, prices=PLAIN_OHLC, volume_quote="volume",
+                part,
+                open_time=open_time,
+                prices=PLAIN_OHLC,
+                volume_quote="volume",
                 symbol=pd.Series(ticker.upper(), index=chunk.index),
-            )  # fmt: skip
+            )
             frames.append(frame)
         return pd.concat(frames)
 
@@ -273,9 +292,12 @@ class Bitstamp(CsvFormat):
         base = "volume_(btc)" if "volume_(btc)" in layout.columns else "volume"
         quote = "volume_(currency)" if "volume_(currency)" in layout.columns else None
         return _frame(
-            chunk, open_time=epoch_to_ms(chunk["timestamp"]), prices=PLAIN_OHLC,
-            volume=base, volume_quote=quote,
-        )  # fmt: skip
+            chunk,
+            open_time=epoch_to_ms(chunk["timestamp"]),
+            prices=PLAIN_OHLC,
+            volume=base,
+            volume_quote=quote,
+        )
 
 
 class KaggleOld(CsvFormat):
@@ -332,17 +354,25 @@ class Canonical(CsvFormat):
     @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         return _frame(
-            chunk, open_time=timestamps_to_ms(chunk["timestamp"]), prices=PLAIN_OHLC,
+            chunk,
+            open_time=timestamps_to_ms(chunk["timestamp"]),
+            prices=PLAIN_OHLC,
             volume="volume" if "volume" in layout.columns else None,
             volume_quote="volume_quote" if "volume_quote" in layout.columns else None,
             symbol=chunk["symbol"],
-        )  # fmt: skip
+        )
 
 
 FORMATS: tuple[CsvFormat, ...] = (
-    KaggleCoin(), CryptoDataDownload(), YFinance(), Yahoo(), KaggleOld(), Investing(),
-    Bitstamp(), Canonical(),
-)  # fmt: skip
+    KaggleCoin(),
+    CryptoDataDownload(),
+    YFinance(),
+    Yahoo(),
+    KaggleOld(),
+    Investing(),
+    Bitstamp(),
+    Canonical(),
+)
 
 
 def detect(rows: list[list[str]]) -> tuple[CsvFormat, Layout] | None:

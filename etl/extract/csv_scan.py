@@ -38,9 +38,10 @@ def scan_file(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> FileS
             counter.feed(block)
             if len(counter.bad) > MAX_UNREADABLE_LINES:
                 raise FileExtractError(
-                    path, f"more than {MAX_UNREADABLE_LINES} lines with NUL bytes or over "
+                    path,
+                    f"more than {MAX_UNREADABLE_LINES} lines with NUL bytes or over "
                     "CSV_MAX_LINE_BYTES: not a CSV text file",
-                )  # fmt: skip
+                )
     return FileScan(digest.hexdigest(), counter.finish())
 
 

@@ -78,9 +78,13 @@ def upsert_metric(
 ) -> None:
     asset_id, source, interval = key
     row = {
-        **values, "asset_id": asset_id, "source": source, "interval": interval,
-        "run_id": run_id, "computed_at": now_ms,
-    }  # fmt: skip
+        **values,
+        "asset_id": asset_id,
+        "source": source,
+        "interval": interval,
+        "run_id": run_id,
+        "computed_at": now_ms,
+    }
     dialect_insert = sqlite_insert if is_sqlite(conn) else pg_insert
     statement = dialect_insert(Metric).values(**row)
     keys = ("asset_id", "source", "interval", "as_of")
@@ -98,7 +102,11 @@ def insert_quality(
     asset_id, source, interval = key
     conn.execute(
         insert(QualityReport).values(
-            **report, run_id=run_id, asset_id=asset_id, source=source, interval=interval,
+            **report,
+            run_id=run_id,
+            asset_id=asset_id,
+            source=source,
+            interval=interval,
             computed_at=now_ms,
         )
-    )  # fmt: skip
+    )

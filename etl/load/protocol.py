@@ -13,9 +13,15 @@ from etl.core.intervals import interval_ms
 
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "volume_quote")
 CANDLE_COLUMNS = (
-    "asset_id", "source", "interval", "open_time", "close_time", *VALUE_COLUMNS, "batch_id",
+    "asset_id",
+    "source",
+    "interval",
+    "open_time",
+    "close_time",
+    *VALUE_COLUMNS,
+    "batch_id",
     "ingested_at",
-)  # fmt: skip
+)
 
 
 @dataclass

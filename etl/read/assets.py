@@ -30,9 +30,10 @@ class AssetRow:
 
 def list_assets(conn: Connection) -> list[AssetRow]:
     rows = conn.execute(
-        select(Asset.id, Asset.symbol, Asset.base, Asset.quote, Asset.name, Asset.coin_id)
-        .order_by(Asset.symbol)
-    ).all()  # fmt: skip
+        select(Asset.id, Asset.symbol, Asset.base, Asset.quote, Asset.name, Asset.coin_id).order_by(
+            Asset.symbol
+        )
+    ).all()
     return [AssetRow(*row) for row in rows]
 
 

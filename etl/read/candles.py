@@ -61,9 +61,11 @@ def candle_page(
     """Up to `limit + 1` bars with open_time in [start, end), oldest first (the extra bar
     tells the caller there is a next page)."""
     where = (
-        Candle.asset_id == asset_id, Candle.source == source, Candle.interval == stored,
+        Candle.asset_id == asset_id,
+        Candle.source == source,
+        Candle.interval == stored,
         RAW_OPEN_TIME.between(start_ms, end_ms - 1),
-    )  # fmt: skip
+    )
     if stored == interval:
         rows = fetch_tuples(
             conn,
@@ -81,15 +83,20 @@ def _resampled(
     bucket = ((RAW_OPEN_TIME - literal(anchor, BigInteger)) // literal(step, BigInteger)).label("b")
     groups = conn.execute(
         select(
-            bucket, func.min(RAW_OPEN_TIME), func.max(RAW_OPEN_TIME), func.max(Candle.high),
-            func.min(Candle.low), func.sum(Candle.volume), func.sum(Candle.volume_quote),
+            bucket,
+            func.min(RAW_OPEN_TIME),
+            func.max(RAW_OPEN_TIME),
+            func.max(Candle.high),
+            func.min(Candle.low),
+            func.sum(Candle.volume),
+            func.sum(Candle.volume_quote),
             func.count(),
         )
         .where(*where)
         .group_by(bucket)
         .order_by(bucket)
         .limit(limit + 1)
-    ).all()  # fmt: skip
+    ).all()
     if not groups:
         return []
     edges = {int(g[1]) for g in groups} | {int(g[2]) for g in groups}
@@ -103,17 +110,40 @@ def _resampled(
         ).all()
     }
     return [
-        _bar(int(b) * step + anchor, step, prices[int(first)][0], high, low,
-             prices[int(last)][1], volume, volume_quote, int(count))
+        _bar(
+            int(b) * step + anchor,
+            step,
+            prices[int(first)][0],
+            high,
+            low,
+            prices[int(last)][1],
+            volume,
+            volume_quote,
+            int(count),
+        )
         for b, first, last, high, low, volume, volume_quote, count in groups
-    ]  # fmt: skip
+    ]
 
 
 def _bar(
-    open_ms: int, step: int, o: float, h: float, lo: float, c: float,
-    volume: float | None, volume_quote: float | None, bars: int,
-) -> dict[str, Any]:  # fmt: skip
+    open_ms: int,
+    step: int,
+    o: float,
+    h: float,
+    lo: float,
+    c: float,
+    volume: float | None,
+    volume_quote: float | None,
+    bars: int,
+) -> dict[str, Any]:
     return {
-        "open_time": int(open_ms), "close_time": int(open_ms) + step, "open": o, "high": h,
-        "low": lo, "close": c, "volume": volume, "volume_quote": volume_quote, "bars": bars,
-    }  # fmt: skip
+        "open_time": int(open_ms),
+        "close_time": int(open_ms) + step,
+        "open": o,
+        "high": h,
+        "low": lo,
+        "close": c,
+        "volume": volume,
+        "volume_quote": volume_quote,
+        "bars": bars,
+    }

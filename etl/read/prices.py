@@ -29,32 +29,45 @@ def latest_metrics(conn: Connection, asset_id: int) -> list[dict[str, Any]]:
         .group_by(table.c.source, table.c.interval)
         .subquery()
     )
-    rows = conn.execute(
-        select(*_metric_columns()).join(
-            newest,
-            and_(
-                table.c.asset_id == asset_id,
-                table.c.source == newest.c.source,
-                table.c.interval == newest.c.interval,
-                table.c.as_of == newest.c.as_of,
-            ),
+    rows = (
+        conn.execute(
+            select(*_metric_columns()).join(
+                newest,
+                and_(
+                    table.c.asset_id == asset_id,
+                    table.c.source == newest.c.source,
+                    table.c.interval == newest.c.interval,
+                    table.c.as_of == newest.c.as_of,
+                ),
+            )
         )
-    ).mappings().all()  # fmt: skip
+        .mappings()
+        .all()
+    )
     found = [plain(r) for r in rows]
     found.sort(key=lambda m: (-int(m["as_of"]), INTERVAL_MS.get(m["interval"], 0)))
     return found
 
 
 def latest_ticker(conn: Connection, asset_id: int) -> dict[str, Any] | None:
-    row = conn.execute(
-        select(
-            type_coerce(Ticker.observed_at, BigInteger).label("observed_at"), Ticker.source,
-            Ticker.bid, Ticker.ask, Ticker.last, Ticker.volume_base_24h, Ticker.volume_quote_24h,
+    row = (
+        conn.execute(
+            select(
+                type_coerce(Ticker.observed_at, BigInteger).label("observed_at"),
+                Ticker.source,
+                Ticker.bid,
+                Ticker.ask,
+                Ticker.last,
+                Ticker.volume_base_24h,
+                Ticker.volume_quote_24h,
+            )
+            .where(Ticker.asset_id == asset_id)
+            .order_by(Ticker.observed_at.desc(), Ticker.id.desc())
+            .limit(1)
         )
-        .where(Ticker.asset_id == asset_id)
-        .order_by(Ticker.observed_at.desc(), Ticker.id.desc())
-        .limit(1)
-    ).mappings().first()  # fmt: skip
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
@@ -72,7 +85,12 @@ def series_coverage(conn: Connection, asset_id: int) -> list[dict[str, Any]]:
         ).one()
         if bars:
             coverage.append(
-                {"source": source, "interval": interval, "first_open": int(first),
-                 "last_open": int(last), "bars": int(bars)}
-            )  # fmt: skip
+                {
+                    "source": source,
+                    "interval": interval,
+                    "first_open": int(first),
+                    "last_open": int(last),
+                    "bars": int(bars),
+                }
+            )
     return sorted(coverage, key=lambda c: (c["source"], INTERVAL_MS[c["interval"]]))

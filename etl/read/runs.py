@@ -15,12 +15,16 @@ def latest_quality(conn: Connection, asset_id: int | None = None) -> list[dict[s
     newest = select(func.max(q.c.id)).group_by(q.c.asset_id, q.c.source, q.c.interval)
     if asset_id is not None:
         newest = newest.where(q.c.asset_id == asset_id)
-    rows = conn.execute(
-        select(q, Asset.symbol)
-        .join(Asset, Asset.id == q.c.asset_id)
-        .where(q.c.id.in_(newest.scalar_subquery()))
-        .order_by(Asset.symbol, q.c.source, q.c.interval)
-    ).mappings().all()  # fmt: skip
+    rows = (
+        conn.execute(
+            select(q, Asset.symbol)
+            .join(Asset, Asset.id == q.c.asset_id)
+            .where(q.c.id.in_(newest.scalar_subquery()))
+            .order_by(Asset.symbol, q.c.source, q.c.interval)
+        )
+        .mappings()
+        .all()
+    )
     return [plain(r) for r in rows]
 
 

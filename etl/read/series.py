@@ -55,9 +55,12 @@ def series_profile(conn: Connection, key: SeriesKey) -> SeriesProfile | None:
     else:
         gaps = _gap_edges(conn, key)
     return SeriesProfile(
-        bars=int(bars), first_open=int(first), last_open=int(last),
-        zero_volume_bars=int(zero), gap_edges=gaps,
-    )  # fmt: skip
+        bars=int(bars),
+        first_open=int(first),
+        last_open=int(last),
+        zero_volume_bars=int(zero),
+        gap_edges=gaps,
+    )
 
 
 def _gap_edges(conn: Connection, key: SeriesKey) -> list[tuple[int, int]]:

@@ -114,11 +114,17 @@ class Quarantine:
             return
         text = self.raw.take(r["line"] for r in self.pending)
         rows = [
-            {"run_id": self.ctx.run_id, "source": self.source, "file": str(self.path),
-             "line": r["line"], "raw": _storable(text.get(r["line"], "")),
-             "reason": _storable(r["reason"])[:255], "created_at": self.ctx.now_ms}
+            {
+                "run_id": self.ctx.run_id,
+                "source": self.source,
+                "file": str(self.path),
+                "line": r["line"],
+                "raw": _storable(text.get(r["line"], "")),
+                "reason": _storable(r["reason"])[:255],
+                "created_at": self.ctx.now_ms,
+            }
             for r in self.pending
-        ]  # fmt: skip
+        ]
         if writer is not None:
             writer.wait()  # the connection is the writer's while a COPY runs
         insert_rejected(self.conn, rows)
@@ -231,8 +237,12 @@ class FileLoad:
             assets.close()
             quarantine.raw.close()
         self._close_batch(quarantine.count)
-        detail = {"inserted": counts.inserted, "updated": counts.updated,
-                  "unchanged": counts.unchanged, "rejected": quarantine.count}  # fmt: skip
+        detail = {
+            "inserted": counts.inserted,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+            "rejected": quarantine.count,
+        }
         self._add_to(result, detail)
         return self._detail(detail)
 
@@ -246,13 +256,22 @@ class FileLoad:
 
     def _open_batch(self) -> int:
         file, ctx = self.file, self.ctx
-        return int(self.conn.execute(
-            insert(SourceBatch)
-            .values(run_id=ctx.run_id, kind="csv", ref=str(file.path),
-                    content_sha256=file.scan.sha256, format=file.fmt.name, rows_read=0,
-                    rows_rejected=0, created_at=ctx.now_ms)
-            .returning(SourceBatch.id)
-        ).scalar_one())  # fmt: skip
+        return int(
+            self.conn.execute(
+                insert(SourceBatch)
+                .values(
+                    run_id=ctx.run_id,
+                    kind="csv",
+                    ref=str(file.path),
+                    content_sha256=file.scan.sha256,
+                    format=file.fmt.name,
+                    rows_read=0,
+                    rows_rejected=0,
+                    created_at=ctx.now_ms,
+                )
+                .returning(SourceBatch.id)
+            ).scalar_one()
+        )
 
     def _close_batch(self, rejected: int) -> None:
         self.conn.execute(
@@ -273,17 +292,27 @@ class FileLoad:
 
     def _detail(self, counts: dict[str, int]) -> dict[str, Any]:
         return {
-            "file": str(self.file.path), "status": "loaded", "format": self.file.fmt.name,
-            "source": self.source, "interval": self.interval, "read": self.read,
-            **counts, "blank_lines": self.blank, "sha256": self.file.scan.sha256,
-        }  # fmt: skip
+            "file": str(self.file.path),
+            "status": "loaded",
+            "format": self.file.fmt.name,
+            "source": self.source,
+            "interval": self.interval,
+            "read": self.read,
+            **counts,
+            "blank_lines": self.blank,
+            "sha256": self.file.scan.sha256,
+        }
 
     def _writer(self) -> CandleWriter:
         interval = self.interval or self.file.fmt.fixed_interval or "1d"
         return open_candle_writer(
-            self.conn, source=self.source, interval=interval, batch_id=self.batch_id,
-            now_ms=self.ctx.now_ms, reader=self.assets.side,
-        )  # fmt: skip
+            self.conn,
+            source=self.source,
+            interval=interval,
+            batch_id=self.batch_id,
+            now_ms=self.ctx.now_ms,
+            reader=self.assets.side,
+        )
 
     def _take(self, chunk: Chunk, assets: AssetMapper, quarantine: Quarantine) -> None:
         self.read += len(chunk.frame) + len(chunk.malformed)
@@ -294,9 +323,10 @@ class FileLoad:
             frame = self._refuse_bad_assets(frame, assets, quarantine)
             self._count_rows(frame)
             checked = validate_candles(
-                frame, now_ms=self.ctx.now_ms,
+                frame,
+                now_ms=self.ctx.now_ms,
                 future_tolerance_ms=self.ctx.settings.future_tolerance_seconds * 1000,
-            )  # fmt: skip
+            )
             valid, dupes = self.seen.split(checked.valid)
             if self.writer is None and not valid.empty:
                 self.interval = self._decide_interval(valid)

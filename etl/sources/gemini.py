@@ -110,9 +110,10 @@ class _GeminiRun:
             listed = None
         if listed is not None:
             selections, skipped = select_pairs(
-                self.ctx.settings.coin_ids, listed,
+                self.ctx.settings.coin_ids,
+                listed,
                 lambda coin: self.ctx.registry.resolve(coin, strict=False),
-            )  # fmt: skip
+            )
             for coin, reason in skipped.items():
                 log.warning("coin skipped", extra={"coin": coin, "reason": reason})
                 self.result.details.append({"coin": coin, "status": "skipped", "reason": reason})
@@ -162,14 +163,21 @@ class _GeminiRun:
             # already stored for that time is kept, not written twice.
             dialect_insert = sqlite_insert if is_sqlite(conn) else pg_insert
             written = conn.execute(
-                dialect_insert(Ticker).values(
-                    asset_id=asset_id, source=SOURCE, observed_at=self.ctx.now_ms,
-                    bid=_float(ticker.bid), ask=_float(ticker.ask), last=float(ticker.last),
+                dialect_insert(Ticker)
+                .values(
+                    asset_id=asset_id,
+                    source=SOURCE,
+                    observed_at=self.ctx.now_ms,
+                    bid=_float(ticker.bid),
+                    ask=_float(ticker.ask),
+                    last=float(ticker.last),
                     volume_base_24h=_float(ticker.volume_in(selection.asset.base)),
                     volume_quote_24h=_float(ticker.volume_in(selection.asset.quote)),
-                    raw=raw, run_id=self.ctx.run_id,
-                ).on_conflict_do_nothing(index_elements=["asset_id", "source", "observed_at"])
-            ).rowcount  # fmt: skip
+                    raw=raw,
+                    run_id=self.ctx.run_id,
+                )
+                .on_conflict_do_nothing(index_elements=["asset_id", "source", "observed_at"])
+            ).rowcount
         if not written:
             self.result.unchanged += 1
             return {"status": "unchanged", "last": str(ticker.last)}
@@ -188,23 +196,32 @@ class _GeminiRun:
             frame["asset_id"] = float(asset_id)
             newest = conn.execute(
                 select(func.max(RAW_OPEN_TIME)).where(
-                    Candle.asset_id == asset_id, Candle.source == SOURCE,
+                    Candle.asset_id == asset_id,
+                    Candle.source == SOURCE,
                     Candle.interval == interval,
                 )
-            ).scalar()  # fmt: skip
+            ).scalar()
             if newest is not None:  # resume from the newest stored bar (it may have grown)
                 frame = frame[frame["open_time"] >= newest]
             checked = validate_candles(
-                frame, now_ms=self.ctx.now_ms,
+                frame,
+                now_ms=self.ctx.now_ms,
                 future_tolerance_ms=self.ctx.settings.future_tolerance_seconds * 1000,
-            )  # fmt: skip
+            )
             batch_id = conn.execute(
                 insert(SourceBatch)
-                .values(run_id=self.ctx.run_id, kind=SOURCE, ref=path, content_sha256=None,
-                        format="gemini_candles", rows_read=len(frame),
-                        rows_rejected=len(checked.rejected), created_at=self.ctx.now_ms)
+                .values(
+                    run_id=self.ctx.run_id,
+                    kind=SOURCE,
+                    ref=path,
+                    content_sha256=None,
+                    format="gemini_candles",
+                    rows_read=len(frame),
+                    rows_rejected=len(checked.rejected),
+                    created_at=self.ctx.now_ms,
+                )
                 .returning(SourceBatch.id)
-            ).scalar_one()  # fmt: skip
+            ).scalar_one()
             writer = open_candle_writer(
                 conn, source=SOURCE, interval=interval, batch_id=batch_id, now_ms=self.ctx.now_ms
             )
@@ -216,10 +233,13 @@ class _GeminiRun:
             by_line = frame.set_index("line")
             rejected = checked.rejected
             self._quarantine(
-                conn, path,
-                [(int(line), _raw_candle(by_line.loc[line]), reason)
-                 for line, reason in zip(rejected["line"], rejected["reason"], strict=True)],
-            )  # fmt: skip
+                conn,
+                path,
+                [
+                    (int(line), _raw_candle(by_line.loc[line]), reason)
+                    for line, reason in zip(rejected["line"], rejected["reason"], strict=True)
+                ],
+            )
         stats = self.result.series.setdefault((asset_id, SOURCE, interval), SeriesStats())
         stats.rows += len(frame)
         stats.required_cells += len(frame) * 6
@@ -229,9 +249,12 @@ class _GeminiRun:
         self.result.updated += counts.updated
         self.result.unchanged += counts.unchanged
         return {
-            "read": len(frame), "inserted": counts.inserted, "updated": counts.updated,
-            "unchanged": counts.unchanged, "rejected": len(checked.rejected),
-        }  # fmt: skip
+            "read": len(frame),
+            "inserted": counts.inserted,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+            "rejected": len(checked.rejected),
+        }
 
     def _transaction(self) -> AbstractContextManager[Connection]:
         return load_transaction(self.ctx.engine, "gemini")
@@ -241,10 +264,19 @@ class _GeminiRun:
     ) -> None:
         insert_rejected(
             conn,
-            [{"run_id": self.ctx.run_id, "source": SOURCE, "file": path, "line": line,
-              "raw": raw, "reason": reason[:255], "created_at": self.ctx.now_ms}
-             for line, raw, reason in rows],
-        )  # fmt: skip
+            [
+                {
+                    "run_id": self.ctx.run_id,
+                    "source": SOURCE,
+                    "file": path,
+                    "line": line,
+                    "raw": raw,
+                    "reason": reason[:255],
+                    "created_at": self.ctx.now_ms,
+                }
+                for line, raw, reason in rows
+            ],
+        )
         self.result.rejected += len(rows)
 
     def _summarise(self) -> None:

@@ -12,12 +12,18 @@ OTHER_KEY = "rotated-key-abcdef0123456789"
 
 def api_settings(database_url: str, **overrides: object) -> ApiSettings:
     values: dict[str, object] = {
-        "database_url": database_url, "api_keys": f"{KEY},{OTHER_KEY}",
-        "allowed_hosts": "testserver,localhost", "gemini_base_url": "http://127.0.0.1:9",
-        "gemini_retries": 1, "rate_limit_default": "10000/minute",
-        "rate_limit_candles": "10000/minute", "rate_limit_probes": "10000/minute",
-        "cache_ttl_seconds": 0, "log_level": "WARNING", "_env_file": None,
-    }  # fmt: skip
+        "database_url": database_url,
+        "api_keys": f"{KEY},{OTHER_KEY}",
+        "allowed_hosts": "testserver,localhost",
+        "gemini_base_url": "http://127.0.0.1:9",
+        "gemini_retries": 1,
+        "rate_limit_default": "10000/minute",
+        "rate_limit_candles": "10000/minute",
+        "rate_limit_probes": "10000/minute",
+        "cache_ttl_seconds": 0,
+        "log_level": "WARNING",
+        "_env_file": None,
+    }
     values.update(overrides)
     return get_api_settings(**values)
 

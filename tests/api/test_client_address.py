@@ -34,14 +34,23 @@ def launched_server(database: str, **environment: str) -> Iterator[str]:
     """`python -m api.serve` with the given environment; yields its base URL."""
     port = _free_port()
     env = {
-        **os.environ, "DATABASE_URL": database, "API_KEY": KEY, "API_HOST": "127.0.0.1",
-        "API_PORT": str(port), "LOG_LEVEL": "WARNING", "GEMINI_BASE_URL": "http://127.0.0.1:9",
-        "RATE_LIMIT_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}", **environment,
-    }  # fmt: skip
+        **os.environ,
+        "DATABASE_URL": database,
+        "API_KEY": KEY,
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "GEMINI_BASE_URL": "http://127.0.0.1:9",
+        "RATE_LIMIT_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+        **environment,
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.serve"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, "-m", "api.serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):
@@ -118,11 +127,13 @@ def test_trusted_proxies_may_be_networks(api_database: str) -> None:
         guesses = [
             client.get(
                 "/api/crypto/runs",
-                headers={"X-Forwarded-For": f"203.0.113.9, 10.1.2.{i}, 2001:db8::{i}",
-                         "X-API-Key": "guess"},
+                headers={
+                    "X-Forwarded-For": f"203.0.113.9, 10.1.2.{i}, 2001:db8::{i}",
+                    "X-API-Key": "guess",
+                },
             ).status_code
             for i in range(3)
-        ]  # fmt: skip
+        ]
         other = client.get(
             "/api/crypto/runs", headers={"X-Forwarded-For": "203.0.113.10, 10.9.9.9"}
         )

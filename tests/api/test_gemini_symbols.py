@@ -29,9 +29,12 @@ def test_an_exhausted_pacer_is_a_quick_503_with_retry_after(
 ) -> None:
     # 2 requests a minute in bursts of 1: after one request the next slot is 30 s away
     settings = api_settings(
-        api_database, gemini_base_url=double.url, gemini_requests_per_minute=2,
-        gemini_burst=1, gemini_symbols_ttl_seconds=0,
-    )  # fmt: skip
+        api_database,
+        gemini_base_url=double.url,
+        gemini_requests_per_minute=2,
+        gemini_burst=1,
+        gemini_symbols_ttl_seconds=0,
+    )
     double.fail("/v1/symbols", "503")  # the one request allowed fails: nothing is cached
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         client.headers["X-API-Key"] = KEY

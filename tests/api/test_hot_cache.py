@@ -142,9 +142,11 @@ def test_cached_routes_answer_like_uncached_ones(api_database: str) -> None:
     """With the cache on, every cached route answers exactly what a cache-off app answers,
     errors are not cached, and the ETag still gives a 304."""
     paths = [
-        "/api/crypto/latest", "/api/crypto/metrics?symbols=ETH", "/api/crypto/symbols",
+        "/api/crypto/latest",
+        "/api/crypto/metrics?symbols=ETH",
+        "/api/crypto/symbols",
         "/api/crypto/candles/bitcoin?interval=1w&limit=20",
-    ]  # fmt: skip
+    ]
     off = TestClient(create_app(api_settings(api_database)), raise_server_exceptions=False)
     on = TestClient(
         create_app(api_settings(api_database, cache_ttl_seconds=60)), raise_server_exceptions=False

@@ -22,8 +22,12 @@ from tests.api.helpers import api_settings, problem
         ("/api/crypto/candles/bitcoin", {"limit": 5001}, 422, "validation_error"),
         ("/api/crypto/candles/bitcoin", {"start": "yesterday"}, 422, "validation_error"),
         ("/api/crypto/candles/bitcoin", {"start": "2021-13-45"}, 400, "invalid_time"),
-        ("/api/crypto/candles/bitcoin", {"start": "2021-02-01", "end": "2021-01-01"}, 400,
-         "invalid_range"),
+        (
+            "/api/crypto/candles/bitcoin",
+            {"start": "2021-02-01", "end": "2021-01-01"},
+            400,
+            "invalid_range",
+        ),
         ("/api/crypto/candles/bitcoin", {"source": "nosuch"}, 404, "no_series"),
         ("/api/crypto/candles/bitcoin", {"cursor": "%%%"}, 422, "validation_error"),
         ("/api/crypto/symbol/bit$coin", {}, 422, "validation_error"),
@@ -33,7 +37,7 @@ from tests.api.helpers import api_settings, problem
         ("/api/crypto/runs", {"limit": 501}, 422, "validation_error"),
         ("/no/such/route", {}, 404, "not_found"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_a_4xx_problem(
     client: TestClient, path: str, params: dict[str, str | int], status: int, code: str
 ) -> None:
@@ -81,9 +85,9 @@ def test_unexpected_failure_is_a_500_without_internals(
         state.start(create_engine("sqlite:////nonexistent/dir/broken.db"), state.gemini)
         with caplog.at_level(logging.ERROR, logger="api.errors"):
             answer = client.get(
-                "/api/crypto/runs", headers={"X-API-Key": "test-key-0123456789abcdef",
-                                             "X-Request-ID": "req-500"},
-            )  # fmt: skip
+                "/api/crypto/runs",
+                headers={"X-API-Key": "test-key-0123456789abcdef", "X-Request-ID": "req-500"},
+            )
     body = problem(answer)
     assert answer.status_code == 500 and body["code"] == "internal_error"
     assert "sqlite" not in answer.text.lower() and "Traceback" not in answer.text

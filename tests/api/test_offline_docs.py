@@ -46,8 +46,13 @@ def test_docs_page_and_every_asset_it_names_are_served_by_the_app(anonymous: Tes
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert EXTERNAL.search(page.text) is None, EXTERNAL.search(page.text)
     links = page_links(page.text)
-    expected = {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css",
-                "/docs/assets/favicon.png", "/openapi.json", "/docs/oauth2-redirect"}  # fmt: skip
+    expected = {
+        "/docs/assets/swagger-ui-bundle.js",
+        "/docs/assets/swagger-ui.css",
+        "/docs/assets/favicon.png",
+        "/openapi.json",
+        "/docs/oauth2-redirect",
+    }
     assert expected <= set(links)
     for link in links:
         assert link.startswith("/"), link

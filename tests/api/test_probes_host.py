@@ -39,9 +39,20 @@ def test_kubelet_probes_pass_with_the_pod_address_as_host(
 @pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     "path",
-    ["/", "/health", "/health/", "/health/live/", "/health/readyz", "/health/live/x",
-     "/api/crypto/latest", "/metrics", "/docs", "/openapi.json", "/nowhere"],
-)  # fmt: skip
+    [
+        "/",
+        "/health",
+        "/health/",
+        "/health/live/",
+        "/health/readyz",
+        "/health/live/x",
+        "/api/crypto/latest",
+        "/metrics",
+        "/docs",
+        "/openapi.json",
+        "/nowhere",
+    ],
+)
 def test_every_other_path_still_rejects_an_unlisted_host(
     production_client: TestClient, path: str
 ) -> None:

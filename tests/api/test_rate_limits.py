@@ -19,9 +19,11 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 def limited_client(database: str, **overrides: object) -> TestClient:
     values: dict[str, object] = {
-        "rate_limit_default": "3/minute", "rate_limit_candles": "2/minute",
-        "rate_limit_probes": "2/minute", "rate_limit_key_prefix": f"t{uuid.uuid4().hex[:8]}",
-    }  # fmt: skip
+        "rate_limit_default": "3/minute",
+        "rate_limit_candles": "2/minute",
+        "rate_limit_probes": "2/minute",
+        "rate_limit_key_prefix": f"t{uuid.uuid4().hex[:8]}",
+    }
     settings = api_settings(database, **{**values, **overrides})
     client = TestClient(create_app(settings), raise_server_exceptions=False)
     client.headers["X-API-Key"] = KEY
@@ -125,9 +127,11 @@ def test_redis_limits_cost_one_round_trip_and_headers_match_redis(api_database: 
     prefix = f"t{uuid.uuid4().hex[:8]}"
     direct: Any = redis.Redis.from_url(REDIS_URL)  # its sync/async union types get in the way
     with limited_client(
-        api_database, rate_limit_storage_uri=REDIS_URL, rate_limit_key_prefix=prefix,
+        api_database,
+        rate_limit_storage_uri=REDIS_URL,
+        rate_limit_key_prefix=prefix,
         rate_limit_default="50/minute",
-    ) as client:  # fmt: skip
+    ) as client:
         client.get("/api/crypto/runs")  # loads the script once
         before = _command_calls(direct, "evalsha", "get", "ttl")
         answers = [client.get("/api/crypto/runs") for _ in range(5)]
@@ -161,8 +165,11 @@ def test_limits_fall_back_to_memory_when_redis_is_unreachable(api_database: str)
         assert client.get("/api/crypto/runs", headers={"X-API-Key": "wrong"}).status_code == 401
         # /health says so (and is itself limited: a fresh key's class has room)
         health = client.get("/health", headers={"X-API-Key": OTHER_KEY}).json()
-        assert health["rate_limits"] == {"configured": "redis", "in_use": "memory",
-                                         "degraded": True}  # fmt: skip
+        assert health["rate_limits"] == {
+            "configured": "redis",
+            "in_use": "memory",
+            "degraded": True,
+        }
         assert health["status"] == "degraded"
 
 

@@ -92,9 +92,14 @@ def test_symbols_list_coverage(client: TestClient) -> None:
     body = client.get("/api/crypto/symbols").json()
     eth = next(s for s in body["data"] if s["symbol"] == "ETHUSD")
     assert eth["coverage"] == [
-        {"source": "coinmarketcap", "interval": "1d", "first_open": "2015-08-08T00:00:00Z",
-         "last_open": "2021-07-06T00:00:00Z", "bars": 2160},
-    ]  # fmt: skip
+        {
+            "source": "coinmarketcap",
+            "interval": "1d",
+            "first_open": "2015-08-08T00:00:00Z",
+            "last_open": "2021-07-06T00:00:00Z",
+            "bars": 2160,
+        },
+    ]
     assert "ethereum" in eth["aliases"] and "ETH-USD" in eth["aliases"]
 
 
@@ -113,9 +118,13 @@ def test_weekly_candles_equal_an_independent_resampling(
     stored["t"] = pd.to_datetime(stored["open_time"], unit="ms", utc=True)
     week = stored["t"].dt.tz_localize(None).dt.to_period("W-SUN").dt.start_time  # Monday 00:00
     expected = stored.groupby(week).agg(
-        open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"),
-        volume=("volume", "sum"), bars=("open", "size"),
-    )  # fmt: skip
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+        bars=("open", "size"),
+    )
     got = client.get(
         "/api/crypto/candles/BTC", params={"interval": "1w", "source": "gemini", "limit": 5000}
     ).json()
@@ -130,13 +139,14 @@ def test_weekly_candles_equal_an_independent_resampling(
 def test_pagination_walks_every_bar_exactly_once(client: TestClient, engine_for: Engine) -> None:
     with engine_for.connect() as conn:
         stored = [
-            r[0] for r in conn.execute(
+            r[0]
+            for r in conn.execute(
                 text(
                     "SELECT c.open_time FROM candle c JOIN asset a ON a.id = c.asset_id "
                     "WHERE a.symbol = 'ETHUSD' ORDER BY c.open_time"
                 )
             )
-        ]  # fmt: skip
+        ]
     seen: list[int] = []
     params: dict[str, str | int] = {"interval": "1d", "limit": 333, "start": "2015-01-01"}
     for _ in range(20):

@@ -71,9 +71,14 @@ def test_stored_errors_are_bounded(database_url: str) -> None:
     assert len(kept) == MAX_STORED_ERRORS + 1 and kept[-1] == "... and 450 more errors"
     assert all(len(e) <= MAX_STORED_TEXT for e in kept)
     assert listed["sources"]["csv"] == {
-        "status": "failed", "read": 0, "inserted": 0, "updated": 0, "unchanged": 0,
-        "rejected": 0, "error_count": MAX_STORED_ERRORS + 1,
-    }  # fmt: skip
+        "status": "failed",
+        "read": 0,
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "error_count": MAX_STORED_ERRORS + 1,
+    }
 
 
 def test_the_run_list_has_no_per_file_details_and_a_bounded_limit(api_database: str) -> None:

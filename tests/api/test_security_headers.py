@@ -47,8 +47,20 @@ def test_every_answer_carries_the_security_headers(api_database: str) -> None:
             client.get("/health/live"),  # 429
         ]
     assert [a.status_code for a in answers] == [
-        200, 200, 200, 200, 200, 401, 404, 404, 405, 422, 400, 200, 429,
-    ]  # fmt: skip
+        200,
+        200,
+        200,
+        200,
+        200,
+        401,
+        404,
+        404,
+        405,
+        422,
+        400,
+        200,
+        429,
+    ]
     for answer in answers:
         _assert_headers(answer)
 

@@ -53,14 +53,22 @@ def test_serve_runs_the_app_with_its_settings_and_two_workers(api_database: str)
     two worker processes, a keyed route answering from the database."""
     port = _free_port()
     env = {
-        **os.environ, "DATABASE_URL": api_database, "API_KEY": KEY, "API_HOST": "127.0.0.1",
-        "API_PORT": str(port), "API_WORKERS": "2", "LOG_LEVEL": "WARNING",
+        **os.environ,
+        "DATABASE_URL": api_database,
+        "API_KEY": KEY,
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "API_WORKERS": "2",
+        "LOG_LEVEL": "WARNING",
         "GEMINI_BASE_URL": "http://127.0.0.1:9",
-    }  # fmt: skip
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.serve"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, "-m", "api.serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(150):
@@ -131,9 +139,13 @@ def test_connections_get_tcp_nodelay_on_a_plain_listening_socket(
 
 @pytest.mark.parametrize(
     ("workers", "setting", "loop"),
-    [(1, "auto", "asyncio"), (2, "auto", "uvloop"), (2, "asyncio", "asyncio"),
-     (1, "uvloop", "uvloop")],
-)  # fmt: skip
+    [
+        (1, "auto", "asyncio"),
+        (2, "auto", "uvloop"),
+        (2, "asyncio", "asyncio"),
+        (1, "uvloop", "uvloop"),
+    ],
+)
 def test_the_event_loop_follows_the_worker_count_unless_set(
     workers: int, setting: str, loop: str
 ) -> None:

@@ -18,10 +18,23 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the virtualenv's scripts: uvicorn, alembic, python
 # Settings a developer's shell or CI may carry that would change what the command does.
 SCRUBBED = {
-    "DATABASE_URL", "API_KEY", "API_KEYS", "ALLOWED_HOSTS", "ENVIRONMENT", "CURSOR_SECRET",
-    "RATE_LIMIT_STORAGE_URI", "REDIS_URL", "PORT", "API_HOST", "API_PORT", "API_WORKERS",
-    "KAGGLE_DATA_PATH", "COIN_IDS", "DOCS_ENABLED", "TRUSTED_PROXIES",
-}  # fmt: skip
+    "DATABASE_URL",
+    "API_KEY",
+    "API_KEYS",
+    "ALLOWED_HOSTS",
+    "ENVIRONMENT",
+    "CURSOR_SECRET",
+    "RATE_LIMIT_STORAGE_URI",
+    "REDIS_URL",
+    "PORT",
+    "API_HOST",
+    "API_PORT",
+    "API_WORKERS",
+    "KAGGLE_DATA_PATH",
+    "COIN_IDS",
+    "DOCS_ENABLED",
+    "TRUSTED_PROXIES",
+}
 
 
 def free_port() -> int:
@@ -59,9 +72,13 @@ def serving(command: list[str] | str, env: dict[str, str], port: int, log: Path)
     argv = ["bash", "-c", command] if isinstance(command, str) else command
     with log.open("wb") as out:
         process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{base}/health/live", process, log)

@@ -97,13 +97,15 @@ def free_port() -> int:
 def operator_dotenv(postgres_user: str, database: str) -> dict[str, str]:
     """The `.env` an operator writes from .env.example (fresh random secrets)."""
     return {
-        "POSTGRES_USER": postgres_user, "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
-        "POSTGRES_DB": database, "API_KEYS": secrets.token_urlsafe(32),
+        "POSTGRES_USER": postgres_user,
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+        "POSTGRES_DB": database,
+        "API_KEYS": secrets.token_urlsafe(32),
         "CURSOR_SECRET": secrets.token_urlsafe(32),
         "PREFECT_AUTH_STRING": f"operator:{secrets.token_urlsafe(16)}",
         # No scheduled run during the rehearsal: only the run it triggers.
         "ETL_SCHEDULE_CRON": "0 0 1 1 *",
-    }  # fmt: skip
+    }
 
 
 def load_compose(dotenv: Mapping[str, str]) -> dict[str, Any]:
@@ -204,9 +206,13 @@ def foreign_hosts(env: Mapping[str, str], local: set[str]) -> dict[str, str]:
 def start(stage: Stage, service: Service) -> Service:
     with service.log.open("ab") as log:
         service.process = subprocess.Popen(  # noqa: S603 - the compose file's own command
-            service.command, cwd=service.workdir, env=service.env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            service.command,
+            cwd=service.workdir,
+            env=service.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     stage.services[service.name] = service
     return service
 
@@ -252,8 +258,10 @@ def healthy(stage: Stage, service: Service) -> bool | None:
     if not service.healthcheck:
         return True
     own = stage.ports.get(service.name)
-    argv = [re.sub(r"(127\.0\.0\.1|localhost):\d+", f"127.0.0.1:{own}", arg) if own else arg
-            for arg in service.healthcheck]  # fmt: skip
+    argv = [
+        re.sub(r"(127\.0\.0\.1|localhost):\d+", f"127.0.0.1:{own}", arg) if own else arg
+        for arg in service.healthcheck
+    ]
     done = subprocess.run(  # noqa: S603 - the compose file's own healthcheck
         argv, cwd=service.workdir, env=service.env, capture_output=True, timeout=10, check=False
     )
@@ -292,8 +300,9 @@ def local_backends(tmp: Path) -> Iterator[Stage]:
         "prefect-server:4200": f"127.0.0.1:{ports['prefect-server']}",
         "api:8000": f"127.0.0.1:{ports['api']}",
     }
-    stage = Stage(tmp, operator_dotenv(pg.username or "postgres", database), addresses, redis_db,
-                  ports)  # fmt: skip
+    stage = Stage(
+        tmp, operator_dotenv(pg.username or "postgres", database), addresses, redis_db, ports
+    )
     try:
         yield stage
     finally:

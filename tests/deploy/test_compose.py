@@ -76,8 +76,12 @@ def test_services_start_after_their_dependencies() -> None:
 
 
 def _stage(tmp_path: Path) -> rehearse.Stage:
-    addresses = {"postgres:5432": "127.0.0.1:5432", "redis:6379": "127.0.0.1:6379",
-                 "prefect-server:4200": "127.0.0.1:4201", "api:8000": "127.0.0.1:8001"}  # fmt: skip
+    addresses = {
+        "postgres:5432": "127.0.0.1:5432",
+        "redis:6379": "127.0.0.1:6379",
+        "prefect-server:4200": "127.0.0.1:4201",
+        "api:8000": "127.0.0.1:8001",
+    }
     return rehearse.Stage(tmp_path, DOTENV, addresses, 15, {"prefect-server": 4201, "api": 8001})
 
 

@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {name.upper() for name in ApiSettings.model_fields}
 # Read by other programs than our settings: Prefect's client and server, and Compose.
 FOREIGN = {
-    "PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING",
+    "PREFECT_API_URL",
+    "PREFECT_API_AUTH_STRING",
+    "PREFECT_SERVER_API_AUTH_STRING",
     "PREFECT_AUTH_STRING",
-}  # fmt: skip
+}
 
 
 def compose() -> dict[str, Any]:
@@ -151,21 +153,31 @@ def _tool(name: str) -> str:
 
 def test_hadolint_finds_nothing() -> None:
     done = subprocess.run(
-        [_tool("hadolint"), "Dockerfile.api", "Dockerfile.etl"], cwd=ROOT,
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [_tool("hadolint"), "Dockerfile.api", "Dockerfile.etl"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_docker_compose_accepts_the_file() -> None:
     env = {
-        **os.environ, "POSTGRES_PASSWORD": "x", "API_KEYS": "y", "CURSOR_SECRET": "z",
+        **os.environ,
+        "POSTGRES_PASSWORD": "x",
+        "API_KEYS": "y",
+        "CURSOR_SECRET": "z",
         "PREFECT_AUTH_STRING": "admin:p",
-    }  # fmt: skip
+    }
     done = subprocess.run(
-        [_tool("docker-compose"), "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT,
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [_tool("docker-compose"), "-f", "docker-compose.yml", "config", "-q"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -192,9 +204,10 @@ def test_the_api_image_requirements_cover_every_import_of_api_and_etl() -> None:
     owners = importlib.metadata.packages_distributions()
     pinned = _pinned(ROOT / "requirements-api.txt")
     missing = {
-        module for module in third_party
+        module
+        for module in third_party
         if not {d.lower().replace("_", "-") for d in owners.get(module, [module])} & pinned
-    }  # fmt: skip
+    }
     assert not missing, (
         f"imported by api/ or etl/ but not pinned in requirements-api.txt: {missing}"
     )

@@ -116,16 +116,24 @@ def test_procfile_commands_run_locally_with_port_set(heroku_database: str, tmp_p
     entries, port = procfile(), free_port()
     values = app_env() | {"ALLOWED_HOSTS": APP_HOST}
     env = command_env(
-        **values, DATABASE_URL=heroku_database, REDIS_URL=REDIS_URL, PORT=str(port),
+        **values,
+        DATABASE_URL=heroku_database,
+        REDIS_URL=REDIS_URL,
+        PORT=str(port),
         API_HOST="127.0.0.1",  # the dyno's 0.0.0.0, kept on loopback here
         RATE_LIMIT_KEY_PREFIX=f"heroku-{uuid.uuid4().hex[:8]}",
-    )  # fmt: skip
+    )
     for phase in ("release", "postdeploy"):
         line = entries["release"] if phase == "release" else app_json()["scripts"]["postdeploy"]
         done = subprocess.run(
-            ["bash", "-c", line], cwd=ROOT, env=env, capture_output=True, text=True,
-            timeout=300, check=False,
-        )  # fmt: skip
+            ["bash", "-c", line],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, f"{phase}: {done.stdout}\n{done.stderr}"
     key = {"X-API-Key": values["API_KEY"]}
     with serving(entries["web"], env, port, tmp_path / "web.log") as base:
@@ -134,8 +142,10 @@ def test_procfile_commands_run_locally_with_port_set(heroku_database: str, tmp_p
         health = httpx.get(f"{base}/health", headers={**key, "Host": APP_HOST})
         assert health.status_code == 200, health.text
         assert health.json()["rate_limits"] == {
-            "configured": "redis", "in_use": "redis", "degraded": False
-        }  # fmt: skip
+            "configured": "redis",
+            "in_use": "redis",
+            "degraded": False,
+        }
         latest = httpx.get(f"{base}/api/crypto/latest", headers={**key, "Host": APP_HOST})
         assert {row["symbol"] for row in latest.json()["data"]} >= {"BTCUSD", "ETHUSD"}
         assert httpx.get(f"{base}/health", headers=key).status_code == 400  # Host not listed

@@ -81,9 +81,11 @@ def test_probes_pass_with_the_host_header_the_kubelet_sends(tmp_path: Path) -> N
         k.lower(): v for k, v in config["data"].items() if k.lower() in ApiSettings.model_fields
     }
     values |= {
-        "database_url": f"sqlite:///{tmp_path / 'probe.db'}", "api_keys": "k" * 40,
-        "cursor_secret": "c" * 40, "rate_limit_storage_uri": "memory://",
-    }  # fmt: skip
+        "database_url": f"sqlite:///{tmp_path / 'probe.db'}",
+        "api_keys": "k" * 40,
+        "cursor_secret": "c" * 40,
+        "rate_limit_storage_uri": "memory://",
+    }
     settings = get_api_settings(_env_file=None, **values)
     engine = create_db_engine(settings)
     migrate(engine)

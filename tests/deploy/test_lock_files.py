@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCKS = {"api": "requirements-api.txt", "etl": "requirements.txt", "dev": "requirements-dev.txt"}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 # (package, first fixed version, advisories)
-FIXED = [("starlette", (0, 49, 1), "CVE-2025-62727"),
-         ("filelock", (3, 20, 3), "CVE-2025-68146, CVE-2026-22701")]  # fmt: skip
+FIXED = [
+    ("starlette", (0, 49, 1), "CVE-2025-62727"),
+    ("filelock", (3, 20, 3), "CVE-2025-68146, CVE-2026-22701"),
+]
 
 
 def _name(text: str) -> str:
@@ -46,8 +48,11 @@ def pinned(requirements: str) -> dict[str, str]:
 @pytest.mark.parametrize(("lock", "requirements"), LOCKS.items())
 def test_each_lock_pins_what_its_requirements_pin(lock: str, requirements: str) -> None:
     have, want = locked(lock), pinned(requirements)
-    drift = {name: (version, have.get(name)) for name, version in want.items()
-             if have.get(name) != version}  # fmt: skip
+    drift = {
+        name: (version, have.get(name))
+        for name, version in want.items()
+        if have.get(name) != version
+    }
     assert not drift, f"run `make lock`: {requirements} vs requirements/{lock}.lock: {drift}"
     assert len(have) > len(want)  # the transitive packages are pinned too
 

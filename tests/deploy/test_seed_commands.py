@@ -58,8 +58,17 @@ def test_uvicorn_api_main_app_serves_the_api(tmp_path: Path, reload: bool) -> No
     )
     assert summary.status == "success", summary.error
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-               "--port", str(port), *(["--reload"] if reload else [])]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *(["--reload"] if reload else []),
+    ]
     env = command_env(DATABASE_URL=database, API_KEY=KEY)
     with serving(command, env, port, tmp_path / "uvicorn.log") as base:
         kubelet = httpx.get(f"{base}/health/ready", headers={"Host": "10.1.2.3:8000"})

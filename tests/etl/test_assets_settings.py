@@ -17,8 +17,12 @@ def test_every_alias_resolves_to_the_canonical_pair(alias: str) -> None:
     ref = AssetRegistry().resolve(alias)
     assert ref is not None
     assert (ref.symbol, ref.base, ref.quote, ref.name, ref.coin_id) == (
-        "BTCUSD", "BTC", "USD", "Bitcoin", "bitcoin",
-    )  # fmt: skip
+        "BTCUSD",
+        "BTC",
+        "USD",
+        "Bitcoin",
+        "bitcoin",
+    )
 
 
 @pytest.mark.parametrize(

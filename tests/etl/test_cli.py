@@ -31,17 +31,30 @@ def run_cli(
     # never the internet: live calls go to a closed local port unless a test says otherwise
     clean["GEMINI_BASE_URL"] = "http://127.0.0.1:9"
     return subprocess.run(
-        [*command, *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
+        [*command, *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_json_summary_and_exit_code(database_url: str) -> None:
     done = run_cli(
-        ["--csv", str(REAL / "coin_Solana.csv"), "--csv", str(FORMATS / "btcusd_1-min_data.csv"),
-         "--database-url", database_url, "--no-live", "--json"],
+        [
+            "--csv",
+            str(REAL / "coin_Solana.csv"),
+            "--csv",
+            str(FORMATS / "btcusd_1-min_data.csv"),
+            "--database-url",
+            database_url,
+            "--no-live",
+            "--json",
+        ],
         env={},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["status"] == "success"
@@ -61,10 +74,12 @@ def test_script_path_and_environment_defaults(tmp_path: Path) -> None:
     (raw / "coin_Solana.csv").write_bytes((REAL / "coin_Solana.csv").read_bytes())
     double = start(GeminiDouble(now_ms=int(time.time() * 1000)))
     env = {
-        "DATABASE_URL": f"sqlite:///{db}", "KAGGLE_DATA_PATH": str(raw),
-        "COIN_IDS": "bitcoin,cardano", "GEMINI_BASE_URL": double.url,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "KAGGLE_DATA_PATH": str(raw),
+        "COIN_IDS": "bitcoin,cardano",
+        "GEMINI_BASE_URL": double.url,
         "GEMINI_CANDLE_INTERVALS": "1d",
-    }  # fmt: skip
+    }
     try:
         done = run_cli(["--json"], env=env, module=False)
     finally:

@@ -33,8 +33,11 @@ def test_kaggle_coin_daily_rows_open_at_midnight_of_their_date() -> None:
     first = frame.iloc[0]
     # H/L/O/C column order in the file, mapped by name
     assert (first["open"], first["high"], first["low"], first["close"]) == (
-        134.44400024414062, 147.48800659179688, 134.0, 144.5399932861328,
-    )  # fmt: skip
+        134.44400024414062,
+        147.48800659179688,
+        134.0,
+        144.5399932861328,
+    )
     assert frame["volume"].isna().all()
     assert frame["volume_quote"].iloc[-1] == 26501259869.76
     assert set(frame["symbol"]) == {"BTC"} and set(frame["name"]) == {"Bitcoin"}
@@ -83,12 +86,17 @@ def test_bitstamp_early_release_is_one_minute_bars() -> None:
         ("bitcoin_price.csv", "kaggle_price_2018", 5, "2018-02-20T00:00:00", None),
         ("BTC-USD_yfinance.csv", "yfinance", 3, "2024-01-01T00:00:00", "BTC-USD"),
         ("Bitcoin Historical Data.csv", "investing", 4, "2020-01-14T00:00:00", None),
-        ("bitstampUSD_1-min_data_2012-01-01_to_2021-03-31.csv", "bitstamp", 5,
-         "2011-12-31T07:52:00", None),
+        (
+            "bitstampUSD_1-min_data_2012-01-01_to_2021-03-31.csv",
+            "bitstamp",
+            5,
+            "2011-12-31T07:52:00",
+            None,
+        ),
         ("btcusd_1-min_data.csv", "bitstamp", 4, "2012-01-01T10:01:00", None),
         ("my_candles.csv", "canonical", 4, "2024-03-01T00:00:00", "BTC-USD"),
     ],
-)  # fmt: skip
+)
 def test_fixture_layouts_are_recognised_and_normalised(
     file: str, fmt: str, count: int, first_open: str, symbol: str | None
 ) -> None:
@@ -103,8 +111,10 @@ def test_fixture_layouts_are_recognised_and_normalised(
 def test_old_cryptodatadownload_hourly_clock_and_volumes() -> None:
     _, frame = read_all(FORMATS / "Gemini_ETHUSD_1h_2018.csv")
     assert frame["open_time"].tolist() == [
-        ms("2018-12-03T01:00:00"), ms("2018-12-03T00:00:00"), ms("2018-12-02T23:00:00"),
-    ]  # fmt: skip
+        ms("2018-12-03T01:00:00"),
+        ms("2018-12-03T00:00:00"),
+        ms("2018-12-02T23:00:00"),
+    ]
     assert frame["volume"].tolist() == [520.1, 610.3, 430.0]
     assert frame["volume_quote"].tolist() == [58511.25, 69045.2, 49020.0]
     _, unix = read_all(FORMATS / "Gemini_BTCUSD_1h_2019.csv")
@@ -135,8 +145,11 @@ def test_yfinance_columns_follow_their_labels_and_tickers() -> None:
     _, frame = read_all(FORMATS / "BTC-USD_yfinance.csv")
     first = frame.iloc[0]
     assert (first["open"], first["high"], first["low"], first["close"]) == (
-        42280.234375, 44175.4375, 42214.9765625, 44167.33203125,
-    )  # fmt: skip
+        42280.234375,
+        44175.4375,
+        42214.9765625,
+        44167.33203125,
+    )
     _, multi = read_all(FORMATS / "crypto_yfinance_multi.csv")
     eth = multi[multi["symbol"] == "ETH-USD"]
     assert eth["close"].tolist() == [2352.04, 2355.76]

@@ -29,11 +29,15 @@ def double() -> Iterator[GeminiDouble]:
 
 def client_settings(double: GeminiDouble, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "gemini_base_url": double.url, "gemini_read_timeout": 0.3,
-        "gemini_connect_timeout": 0.5, "gemini_backoff_seconds": 0.01,
-        "gemini_backoff_max_seconds": 0.05, "gemini_requests_per_minute": 120,
-        "gemini_burst": 10, "_env_file": None,
-    }  # fmt: skip
+        "gemini_base_url": double.url,
+        "gemini_read_timeout": 0.3,
+        "gemini_connect_timeout": 0.5,
+        "gemini_backoff_seconds": 0.01,
+        "gemini_backoff_max_seconds": 0.05,
+        "gemini_requests_per_minute": 120,
+        "gemini_burst": 10,
+        "_env_file": None,
+    }
     values.update(overrides)
     return get_settings(**values)
 
@@ -101,9 +105,14 @@ def test_rate_limit_and_server_errors_are_retried_then_succeed(
 
 @pytest.mark.parametrize(
     ("fault", "kind"),
-    [("503", "server_error"), ("timeout", "timeout"), ("reset", "connection"),
-     ("truncated", "connection"), ("500", "server_error")],
-)  # fmt: skip
+    [
+        ("503", "server_error"),
+        ("timeout", "timeout"),
+        ("reset", "connection"),
+        ("truncated", "connection"),
+        ("500", "server_error"),
+    ],
+)
 def test_persistent_transient_faults_use_every_attempt(
     client: GeminiClient, double: GeminiDouble, fault: str, kind: str
 ) -> None:

@@ -36,13 +36,16 @@ def double() -> Iterator[GeminiDouble]:
 def live_settings(settings: Settings, double: GeminiDouble) -> Settings:
     return settings.model_copy(
         update={
-            "gemini_base_url": double.url, "gemini_read_timeout": 0.2,
-            "gemini_backoff_seconds": 0.01, "gemini_backoff_max_seconds": 0.02,
-            "gemini_requests_per_minute": 120, "gemini_burst": 10,
+            "gemini_base_url": double.url,
+            "gemini_read_timeout": 0.2,
+            "gemini_backoff_seconds": 0.01,
+            "gemini_backoff_max_seconds": 0.02,
+            "gemini_requests_per_minute": 120,
+            "gemini_burst": 10,
             "coin_ids": ["bitcoin", "ethereum", "solana", "cardano"],
             "gemini_candle_intervals": ["1h", "1d"],
         }
-    )  # fmt: skip
+    )
 
 
 def run_live(settings: Settings, engine: Engine, *extra: CsvSource) -> RunSummary:
@@ -97,8 +100,12 @@ def test_rerun_resumes_from_the_newest_stored_bar(
     details = {d.get("symbol"): d for d in again.sources["gemini"]["details"]}
     # from the stored newest bar on: it grew (updated), plus two new bars; older ones untouched
     assert details["btcusd"]["candles_1d"] == {
-        "read": 3, "inserted": 2, "updated": 1, "unchanged": 0, "rejected": 0,
-    }  # fmt: skip
+        "read": 3,
+        "inserted": 2,
+        "updated": 1,
+        "unchanged": 0,
+        "rejected": 0,
+    }
     assert scalar(engine, "SELECT count(*) FROM candle WHERE interval = '1d'") == 3 * 7
     assert scalar(engine, "SELECT count(*) FROM ticker") == 6  # a snapshot per run and pair
 
@@ -147,8 +154,11 @@ def test_garbage_rows_are_quarantined_and_the_rest_loads(
 ) -> None:
     now = double.now_ms
     double.overrides["/v1/pubticker/btcusd"] = {
-        "bid": "101.5", "ask": "100.0", "last": "100.7", "volume": {"BTC": "1", "USD": "100"},
-    }  # fmt: skip
+        "bid": "101.5",
+        "ask": "100.0",
+        "last": "100.7",
+        "volume": {"BTC": "1", "USD": "100"},
+    }
     newest = (now - 4 * 3_600_000) // DAY_MS * DAY_MS + 4 * 3_600_000
     double.overrides["/v2/candles/ethusd/1day"] = [
         [newest, 10.0, 12.0, 9.0, 11.0, 5.0],

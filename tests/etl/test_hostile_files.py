@@ -134,8 +134,9 @@ def test_infinite_numbers_are_quarantined_not_stored(
     path.write_text(
         "symbol,timestamp,open,high,low,close,volume\n"
         "BTC,2024-01-01T00:00:00Z,1,inf,1,2,5\nBTC,2024-01-02T00:00:00Z,1,2,1,2,-inf\n"
-        + "\n".join(bars) + "\n"
-    )  # fmt: skip
+        + "\n".join(bars)
+        + "\n"
+    )
     summary = run_bounded(settings, engine, [path])
     assert summary.status == "success"
     assert scalar(engine, "SELECT count(*) FROM candle") == 3

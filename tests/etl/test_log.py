@@ -15,9 +15,11 @@ from etl.core.settings import Settings, get_settings
 
 def test_secrets_are_masked_everywhere_in_a_log_line(capsys: pytest.CaptureFixture[str]) -> None:
     settings = get_settings(
-        gemini_api_key="account-AbCdEf123456", api_keys="key-one-1234,sha256:abcd",
-        database_url="postgresql://etl:pg-pass-9876@db/crypto", _env_file=None,
-    )  # fmt: skip
+        gemini_api_key="account-AbCdEf123456",
+        api_keys="key-one-1234,sha256:abcd",
+        database_url="postgresql://etl:pg-pass-9876@db/crypto",
+        _env_file=None,
+    )
     configure_logging(settings)
     log = logging.getLogger("test.secrets")
     with correlation("run-42"):

@@ -25,11 +25,14 @@ def series(closes: list[float], step: int, volumes: list[float] | None = None) -
     return pd.DataFrame(
         {
             "open_time": [T0 + i * step for i in range(n)],
-            "open": closes, "high": closes, "low": closes, "close": closes,
+            "open": closes,
+            "high": closes,
+            "low": closes,
+            "close": closes,
             "volume": volumes if volumes is not None else [1.0] * n,
             "volume_quote": [np.nan] * n,
         }
-    )  # fmt: skip
+    )
 
 
 def test_hourly_series_by_hand() -> None:

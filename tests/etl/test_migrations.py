@@ -30,9 +30,14 @@ def test_migrated_schema_matches_the_models(engine: Engine) -> None:
 def test_alembic_command_line_creates_the_schema(database_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": database_url}
     done = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     engine = create_db_engine(get_settings(database_url=database_url))
     try:

@@ -61,9 +61,12 @@ def test_rejected_rows_keep_file_line_raw_text_and_reason(
     run_csv(settings, engine, [REAL / "Gemini_BTCUSD_d.csv", REAL / "BTC-USD.csv"])
     stored = rows(engine, "SELECT file, line, raw, reason FROM rejected_row ORDER BY file, line")
     assert [(Path(f).name, line) for f, line, _, _ in stored] == [
-        ("BTC-USD.csv", 2041), ("BTC-USD.csv", 2216), ("BTC-USD.csv", 2219),
-        ("BTC-USD.csv", 2220), ("Gemini_BTCUSD_d.csv", 2396),
-    ]  # fmt: skip
+        ("BTC-USD.csv", 2041),
+        ("BTC-USD.csv", 2216),
+        ("BTC-USD.csv", 2219),
+        ("BTC-USD.csv", 2220),
+        ("Gemini_BTCUSD_d.csv", 2396),
+    ]
     assert stored[0][2] == "2020-04-17,null,null,null,null,null,null"
     assert stored[0][3] == "missing_ohlc: open,high,low,close"
     assert stored[-1][2].startswith("1444276800,2015-10-08 04:00:00,BTC/USD,0.0,245.0,0.0")
@@ -72,10 +75,15 @@ def test_rejected_rows_keep_file_line_raw_text_and_reason(
 
 def test_assets_resolve_from_content_and_file_names(settings: Settings, engine: Engine) -> None:
     run_csv(
-        settings, engine,
-        [REAL / "coin_Cardano.csv", FORMATS / "bitcoin_price.csv", FORMATS / "my_candles.csv",
-         FORMATS / "crypto_yfinance_multi.csv"],
-    )  # fmt: skip
+        settings,
+        engine,
+        [
+            REAL / "coin_Cardano.csv",
+            FORMATS / "bitcoin_price.csv",
+            FORMATS / "my_candles.csv",
+            FORMATS / "crypto_yfinance_multi.csv",
+        ],
+    )
     assets = rows(engine, "SELECT symbol, base, quote, name, coin_id FROM asset ORDER BY symbol")
     assert assets == [
         ("ADAUSD", "ADA", "USD", "Cardano", "cardano"),

@@ -16,9 +16,19 @@ from tests.helpers import rows, run_csv
 
 def _report(engine: Engine, source: str) -> dict[str, object]:
     columns = (
-        "score", "completeness", "consistency", "coverage", "freshness_seconds", "bar_count",
-        "missing_bars", "zero_volume_bars", "gaps", "breakdown", "computed_at", "last_open",
-    )  # fmt: skip
+        "score",
+        "completeness",
+        "consistency",
+        "coverage",
+        "freshness_seconds",
+        "bar_count",
+        "missing_bars",
+        "zero_volume_bars",
+        "gaps",
+        "breakdown",
+        "computed_at",
+        "last_open",
+    )
     found = rows(
         engine, f"SELECT {', '.join(columns)} FROM quality_report WHERE source = :s", s=source
     )  # noqa: S608

@@ -34,17 +34,21 @@ def test_duplicate_tickers_are_removed_and_then_refused(bare_engine: Engine) -> 
     upgrade_to(engine, "0001")
     with engine.begin() as conn:
         conn.execute(
-            text("INSERT INTO asset (id, symbol, base, quote, name, coin_id) "
-                 "VALUES (1, 'BTCUSD', 'BTC', 'USD', 'Bitcoin', 'bitcoin')")
-        )  # fmt: skip
+            text(
+                "INSERT INTO asset (id, symbol, base, quote, name, coin_id) "
+                "VALUES (1, 'BTCUSD', 'BTC', 'USD', 'Bitcoin', 'bitcoin')"
+            )
+        )
         conn.execute(
             text(ROW),
-            [{"id": 1, "asset": 1, "source": "gemini", "at": 1000, "last": 1.0},
-             {"id": 2, "asset": 1, "source": "gemini", "at": 1000, "last": 2.0},  # a retry
-             {"id": 3, "asset": 1, "source": "gemini", "at": 1000, "last": 3.0},  # another
-             {"id": 4, "asset": 1, "source": "gemini", "at": 2000, "last": 4.0},
-             {"id": 5, "asset": 1, "source": "other", "at": 1000, "last": 5.0}],
-        )  # fmt: skip
+            [
+                {"id": 1, "asset": 1, "source": "gemini", "at": 1000, "last": 1.0},
+                {"id": 2, "asset": 1, "source": "gemini", "at": 1000, "last": 2.0},  # a retry
+                {"id": 3, "asset": 1, "source": "gemini", "at": 1000, "last": 3.0},  # another
+                {"id": 4, "asset": 1, "source": "gemini", "at": 2000, "last": 4.0},
+                {"id": 5, "asset": 1, "source": "other", "at": 1000, "last": 5.0},
+            ],
+        )
     upgrade_to(engine, "head")
     assert current_revision(engine) == head_revision()
     with engine.connect() as conn:

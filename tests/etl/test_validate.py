@@ -64,11 +64,20 @@ def test_every_rule_quarantines_its_row_with_reason_and_raw_text(
 def test_zero_volume_flat_bars_are_valid() -> None:
     frame = pd.DataFrame(
         {
-            "line": [2], "asset_id": [1.0], "symbol": ["BTC"], "name": [None],
-            "open_time": [1.7e12], "open": [5.0], "high": [5.0], "low": [5.0], "close": [5.0],
-            "volume": [0.0], "volume_quote": [0.0], "parse_error": [None],
+            "line": [2],
+            "asset_id": [1.0],
+            "symbol": ["BTC"],
+            "name": [None],
+            "open_time": [1.7e12],
+            "open": [5.0],
+            "high": [5.0],
+            "low": [5.0],
+            "close": [5.0],
+            "volume": [0.0],
+            "volume_quote": [0.0],
+            "parse_error": [None],
         }
-    )  # fmt: skip
+    )
     checked = validate_candles(frame, now_ms=1_800_000_000_000, future_tolerance_ms=0)
     assert len(checked.valid) == 1 and checked.rejected.empty
 

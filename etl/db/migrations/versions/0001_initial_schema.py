@@ -89,11 +89,29 @@ def upgrade() -> None:
     )
     op.create_index("ix_ticker_asset_time", "ticker", ["asset_id", "source", "observed_at"])
     metric_values = [
-        "change_1h", "change_pct_1h", "change_24h", "change_pct_24h", "change_7d",
-        "change_pct_7d", "change_30d", "change_pct_30d", "high_24h", "low_24h", "volume_24h",
-        "volume_quote_24h", "volatility_7d", "volatility_30d", "sma_7", "sma_30", "ema_7",
-        "ema_30", "vwap_24h", "vwap_30d", "max_drawdown_30d", "spread",
-    ]  # fmt: skip
+        "change_1h",
+        "change_pct_1h",
+        "change_24h",
+        "change_pct_24h",
+        "change_7d",
+        "change_pct_7d",
+        "change_30d",
+        "change_pct_30d",
+        "high_24h",
+        "low_24h",
+        "volume_24h",
+        "volume_quote_24h",
+        "volatility_7d",
+        "volatility_30d",
+        "sma_7",
+        "sma_30",
+        "ema_7",
+        "ema_30",
+        "vwap_24h",
+        "vwap_30d",
+        "max_drawdown_30d",
+        "spread",
+    ]
     op.create_table(
         "metric",
         sa.Column("asset_id", sa.Integer(), sa.ForeignKey("asset.id"), primary_key=True),
@@ -150,7 +168,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "rejected_row", "quality_report", "metric", "ticker", "candle", "source_batch",
-        "etl_run", "asset",
-    ):  # fmt: skip
+        "rejected_row",
+        "quality_report",
+        "metric",
+        "ticker",
+        "candle",
+        "source_batch",
+        "etl_run",
+        "asset",
+    ):
         op.drop_table(table)
