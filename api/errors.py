@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from slowapi.errors import RateLimitExceeded
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from etl.core.errors import GeminiError, UnknownAssetError
+from etl.core.errors import GeminiBusyError, GeminiError, UnknownAssetError
 
 log = logging.getLogger("api.errors")
 PROBLEM_JSON = "application/problem+json"
@@ -88,65 +88,79 @@ def is_client_error(exc: BaseException) -> bool:
     return isinstance(exc, UnknownAssetError | RequestValidationError)
 
 
+async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    return problem_response(
+        request, exc.status, exc.code, exc.detail, headers=exc.headers, extra=exc.extra
+    )
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    detail = str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "Error")
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such route"  # the path is the caller's text: never echoed back
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(request, exc.status_code, code, detail, headers=headers)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"])
+    return problem_response(
+        request, 422, "validation_error", f"{where}: {first['msg']}", extra={"errors": errors}
+    )
+
+
+async def _unknown_asset(request: Request, exc: UnknownAssetError) -> JSONResponse:
+    return problem_response(request, 404, exc.code, f"unknown symbol {exc.text!r}")
+
+
+async def _gemini(request: Request, exc: GeminiError) -> JSONResponse:
+    detail = (
+        "Gemini's request budget is in use and nothing is cached; ask again shortly"
+        if isinstance(exc, GeminiBusyError)
+        else "Gemini is unreachable and nothing is cached"
+    )
+    return problem_response(
+        request, 503, "gemini_unavailable", detail, headers={"Retry-After": "60"}
+    )
+
+
+async def _limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
+    response = problem_response(request, 429, "rate_limited", f"rate limit exceeded: {exc.detail}")
+    limiter = request.app.state.limiter  # where slowapi keeps it
+    return limiter._inject_headers(response, request.state.view_rate_limit)  # type: ignore[no-any-return]  # noqa: SLF001 - slowapi's documented pattern
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # noqa: ARG001
+    # Runs outside the request middleware: name the request id explicitly.
+    request_id = getattr(request.state, "request_id", None)
+    log.exception("unhandled error", extra={"path": request.url.path, "request_id": request_id})
+    return problem_response(
+        request,
+        500,
+        "internal_error",
+        "unexpected error; quote the request id",
+        headers={"X-Request-ID": request_id} if request_id else None,
+    )
+
+
+_HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
+    (Problem, _problem),
+    (StarletteHTTPException, _http),
+    (RequestValidationError, _invalid),
+    (UnknownAssetError, _unknown_asset),
+    (GeminiError, _gemini),
+    (RateLimitExceeded, _limited),
+    (Exception, _unexpected),
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(
-            request, exc.status, exc.code, exc.detail, headers=exc.headers, extra=exc.extra
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        detail = str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "Error")
-        if exc.status_code == 404 and detail == "Not Found":
-            detail = "no such route"  # the path is the caller's text: never echoed back
-        headers = dict(exc.headers) if exc.headers else None
-        return problem_response(request, exc.status_code, code, detail, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"])
-        return problem_response(
-            request, 422, "validation_error", f"{where}: {first['msg']}", extra={"errors": errors}
-        )
-
-    @app.exception_handler(UnknownAssetError)
-    async def _unknown_asset(request: Request, exc: UnknownAssetError) -> JSONResponse:
-        return problem_response(request, 404, exc.code, f"unknown symbol {exc.text!r}")
-
-    @app.exception_handler(GeminiError)
-    async def _gemini(request: Request, exc: GeminiError) -> JSONResponse:  # noqa: ARG001
-        return problem_response(
-            request,
-            503,
-            "gemini_unavailable",
-            "Gemini is unreachable and nothing is cached",
-            headers={"Retry-After": "60"},
-        )
-
-    @app.exception_handler(RateLimitExceeded)
-    async def _limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
-        response = problem_response(
-            request, 429, "rate_limited", f"rate limit exceeded: {exc.detail}"
-        )
-        limiter = request.app.state.limiter  # where slowapi keeps it
-        return limiter._inject_headers(response, request.state.view_rate_limit)  # type: ignore[no-any-return]  # noqa: SLF001 - slowapi's documented pattern
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # noqa: ARG001
-        # Runs outside the request middleware: name the request id explicitly.
-        request_id = getattr(request.state, "request_id", None)
-        log.exception("unhandled error", extra={"path": request.url.path, "request_id": request_id})
-        return problem_response(
-            request,
-            500,
-            "internal_error",
-            "unexpected error; quote the request id",
-            headers={"X-Request-ID": request_id} if request_id else None,
-        )
+    """Every error becomes one problem document, whatever raised it."""
+    for exc_type, handler in _HANDLERS:
+        app.add_exception_handler(exc_type, handler)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import cache
 
 from fastapi import Depends, FastAPI
@@ -81,16 +81,30 @@ class TrustedHosts:
         await self.app(scope, receive, send)
 
 
-def create_app(
-    settings: ApiSettings | None = None, *, gemini: GeminiClient | None = None
-) -> FastAPI:
-    settings = settings or get_api_settings()
-    configure_logging(settings)
+def _build_state(settings: ApiSettings) -> AppState:
+    limiter = build_limiter(settings)
+    return AppState(
+        settings=settings,
+        key_digests=settings.key_digests(),
+        cursor_key=settings.cursor_key(),  # hashes every key: once, not per page
+        hot_cache=HotCache(
+            settings.cache_ttl_seconds, settings.cache_stale_seconds, settings.cache_max_mb << 20
+        ),
+        registry=CollectorRegistry(),
+        limiter=limiter,
+        auth_failures=AuthFailureLimit(limiter, settings),
+    )
+
+
+def _lifespan(
+    state: AppState, gemini: GeminiClient | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open the engine and the Gemini client for the app's life; close them after."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        engine = create_db_engine(settings)  # pool sized by DB_POOL_SIZE
-        client = gemini or GeminiClient(settings)
+        engine = create_db_engine(state.settings)  # pool sized by DB_POOL_SIZE
+        client = gemini or GeminiClient(state.settings)
         state.start(engine, client)
         state.registry.register(prometheus.LedgerCollector(engine))
         if not state.key_digests:
@@ -106,43 +120,22 @@ def create_app(
             client.close()
         engine.dispose()
 
-    app = FastAPI(
-        title="Crypto ETL API",
-        version=VERSION,
-        description="Crypto prices, candles, metrics and data quality from CSV history and "
-        "Gemini. Send your key in `X-API-Key`. Errors are RFC 9457 problem documents.",
-        lifespan=lifespan,
-        docs_url=None,  # served by api.docs, without a CDN
-        redoc_url=None,
-        openapi_url="/openapi.json" if settings.docs else None,
-    )
-    if settings.docs and app.openapi_url:
-        install_docs(app, app.openapi_url)
-    limiter = build_limiter(settings)
-    state = AppState(
-        settings=settings,
-        key_digests=settings.key_digests(),
-        cursor_key=settings.cursor_key(),  # hashes every key: once, not per page
-        hot_cache=HotCache(
-            settings.cache_ttl_seconds, settings.cache_stale_seconds, settings.cache_max_mb << 20
-        ),
-        registry=CollectorRegistry(),
-        limiter=limiter,
-        auth_failures=AuthFailureLimit(limiter, settings),
-    )
-    app.state.api = state
-    app.state.limiter = limiter  # slowapi finds its limiter here
-    limits = RouteLimits.build(limiter, settings)
+    return lifespan
 
+
+def _include_routers(app: FastAPI, state: AppState) -> None:
+    """Authentication is attached here, so a new route is protected by default."""
+    limits = RouteLimits.build(state.limiter, state.settings)
     keyed = [Depends(require_api_key)]
     app.include_router(health.build_probes(limits))
     for module in (health, prices, symbols, candles, quality_runs):
         app.include_router(module.build(limits), dependencies=keyed)
-    app.include_router(
-        prometheus.build(limits), dependencies=[] if settings.metrics_public else keyed
-    )
+    public_metrics = state.settings.metrics_public
+    app.include_router(prometheus.build(limits), dependencies=[] if public_metrics else keyed)
 
-    install_error_handlers(app)
+
+def _add_middleware(app: FastAPI, state: AppState) -> None:
+    settings = state.settings
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -160,6 +153,31 @@ def create_app(
         )
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
     app.add_middleware(RequestContextMiddleware, metrics=RequestMetrics(state.registry))
+
+
+def create_app(
+    settings: ApiSettings | None = None, *, gemini: GeminiClient | None = None
+) -> FastAPI:
+    settings = settings or get_api_settings()
+    configure_logging(settings)
+    state = _build_state(settings)
+    app = FastAPI(
+        title="Crypto ETL API",
+        version=VERSION,
+        description="Crypto prices, candles, metrics and data quality from CSV history and "
+        "Gemini. Send your key in `X-API-Key`. Errors are RFC 9457 problem documents.",
+        lifespan=_lifespan(state, gemini),
+        docs_url=None,  # served by api.docs, without a CDN
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+    )
+    if settings.docs and app.openapi_url:
+        install_docs(app, app.openapi_url)
+    app.state.api = state
+    app.state.limiter = state.limiter  # slowapi finds its limiter here
+    _include_routers(app, state)
+    install_error_handlers(app)
+    _add_middleware(app, state)
     return app
 
 

@@ -14,12 +14,23 @@ from api.errors import Problem
 from api.rate_limit import RouteLimits, storage_state
 from api.responses import age_seconds, body_of, freshness, respond, utc
 from api.schemas import Freshness, Health, Link, Live, Root, RunBrief
+from api.settings import ApiSettings
 from etl.db.engine import current_revision, head_revision
 from etl.read.assets import list_assets
 from etl.read.prices import latest_metrics
 from etl.read.runs import list_runs, schema_ok
 
 VERSION = "0.1.0"
+LINKS = (
+    ("health", "/health"),
+    ("latest", "/api/crypto/latest"),
+    ("metrics", "/api/crypto/metrics"),
+    ("symbols", "/api/crypto/symbols"),
+    ("candles", "/api/crypto/candles/{symbol}"),
+    ("quality", "/api/crypto/quality"),
+    ("runs", "/api/crypto/runs"),
+    ("gemini_symbols", "/api/crypto/gemini/symbols"),
+)
 PLATFORM = f"{platform.python_implementation()} {platform.python_version()} {platform.system()}"
 
 
@@ -71,6 +82,39 @@ def _freshness(engine: Engine, stale_after: float) -> list[Freshness]:
     return out
 
 
+def _last_run(run: dict[str, Any]) -> RunBrief:
+    finished = run["finished_at"]
+    done = finished is not None
+    return RunBrief(
+        id=run["id"],
+        status=run["status"],
+        finished_at=utc(int(finished)) if done else None,
+        age_seconds=round(age_seconds(int(finished)), 1) if done else None,
+    )
+
+
+def _database_view(
+    engine: Engine, settings: ApiSettings
+) -> tuple[dict[str, Any], str | None, RunBrief | None, list[Freshness]]:
+    """(reachability and latency, schema revision, last run, freshness): what the
+    database says, or as much of it as it said before it failed."""
+    database: dict[str, Any] = {"reachable": False, "latency_ms": None}
+    revision, last_run, freshness = None, None, []
+    try:
+        started = time.perf_counter()
+        with engine.connect() as conn:
+            schema_ok(conn)
+            latency_ms = round((time.perf_counter() - started) * 1000, 2)
+            database = {"reachable": True, "latency_ms": latency_ms}
+            runs = list_runs(conn, 1)
+        revision = current_revision(engine)
+        last_run = _last_run(runs[0]) if runs else None
+        freshness = _freshness(engine, settings.stale_after_intervals)
+    except SQLAlchemyError:
+        pass
+    return database, revision, last_run, freshness
+
+
 def build(limits: RouteLimits) -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -79,19 +123,7 @@ def build(limits: RouteLimits) -> APIRouter:
     def root(request: Request, settings: SettingsDep) -> Response:
         """Name, version and the main routes."""
         docs = "/docs" if settings.docs else None
-        links = [
-            Link(rel=r, href=h)
-            for r, h in (
-                ("health", "/health"),
-                ("latest", "/api/crypto/latest"),
-                ("metrics", "/api/crypto/metrics"),
-                ("symbols", "/api/crypto/symbols"),
-                ("candles", "/api/crypto/candles/{symbol}"),
-                ("quality", "/api/crypto/quality"),
-                ("runs", "/api/crypto/runs"),
-                ("gemini_symbols", "/api/crypto/gemini/symbols"),
-            )
-        ]
+        links = [Link(rel=r, href=h) for r, h in LINKS]
         return respond(
             request,
             body_of(Root(name="crypto-etl-api", version=VERSION, docs=docs, links=links)),
@@ -109,33 +141,7 @@ def build(limits: RouteLimits) -> APIRouter:
     ) -> Response:
         """Database reachability and latency, schema version, the last ETL run, data
         freshness per asset, the Gemini breaker state, version and platform."""
-        database: dict[str, Any] = {"reachable": False, "latency_ms": None}
-        revision = None
-        last_run = None
-        freshness: list[Freshness] = []
-        try:
-            started = time.perf_counter()
-            with engine.connect() as conn:
-                schema_ok(conn)
-                database = {
-                    "reachable": True,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                }
-                runs = list_runs(conn, 1)
-            revision = current_revision(engine)
-            if runs:
-                run = runs[0]
-                finished = run["finished_at"]
-                done = finished is not None
-                last_run = RunBrief(
-                    id=run["id"],
-                    status=run["status"],
-                    finished_at=utc(int(finished)) if done else None,
-                    age_seconds=round(age_seconds(int(finished)), 1) if done else None,
-                )
-            freshness = _freshness(engine, settings.stale_after_intervals)
-        except SQLAlchemyError:
-            pass
+        database, revision, last_run, freshness = _database_view(engine, settings)
         head = head_revision()
         rate_limits = storage_state(limiter, settings)
         ok = (

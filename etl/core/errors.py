@@ -92,3 +92,8 @@ class GeminiTransientError(GeminiError):
 class GeminiRequestError(GeminiError):
     """Our request was refused (400 InvalidSymbol, 404): never retried, never trips the
     circuit breaker."""
+
+
+class GeminiBusyError(GeminiError):
+    """Our own pacer had no free slot in time: nothing was sent, so this is neither retried
+    nor counted against the host by the breaker."""

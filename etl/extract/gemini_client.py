@@ -46,7 +46,7 @@ from tenacity import (
 from urllib3.exceptions import HTTPError as TransportError
 from urllib3.exceptions import ReadTimeoutError
 
-from etl.core.errors import GeminiError, GeminiRequestError, GeminiTransientError
+from etl.core.errors import GeminiBusyError, GeminiError, GeminiRequestError, GeminiTransientError
 from etl.core.settings import GEMINI_TIME_FRAMES, Settings
 from etl.extract.gemini_models import (
     CandleRow,
@@ -66,11 +66,6 @@ T = TypeVar("T")
 
 _BREAKERS: dict[tuple[str, int, float], pybreaker.CircuitBreaker] = {}
 _BREAKERS_LOCK = threading.Lock()
-
-
-class GeminiBusyError(GeminiError):
-    """Our own pacer had no free slot in time: nothing was sent, so this is neither retried
-    nor counted against the host by the breaker."""
 
 
 def breaker_for(host: str, settings: Settings) -> pybreaker.CircuitBreaker:

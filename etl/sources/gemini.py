@@ -37,7 +37,13 @@ from etl.db.engine import is_sqlite
 from etl.db.models import Candle, SourceBatch, Ticker
 from etl.extract.gemini_client import GeminiClient
 from etl.extract.gemini_models import GeminiSymbol, PubTicker, candles_frame
-from etl.load.writer import ensure_asset, insert_rejected, load_transaction, open_candle_writer
+from etl.load.writer import (
+    LoadCounts,
+    ensure_asset,
+    insert_rejected,
+    load_transaction,
+    open_candle_writer,
+)
 from etl.read.rows import RAW_OPEN_TIME
 from etl.sources.base import RunContext, SourceResult
 from etl.transform.validate import validate_candles
@@ -194,13 +200,7 @@ class _GeminiRun:
         with self._transaction() as conn:
             asset_id = ensure_asset(conn, selection.asset)
             frame["asset_id"] = float(asset_id)
-            newest = conn.execute(
-                select(func.max(RAW_OPEN_TIME)).where(
-                    Candle.asset_id == asset_id,
-                    Candle.source == SOURCE,
-                    Candle.interval == interval,
-                )
-            ).scalar()
+            newest = _newest_open(conn, asset_id, interval)
             if newest is not None:  # resume from the newest stored bar (it may have grown)
                 frame = frame[frame["open_time"] >= newest]
             checked = validate_candles(
@@ -208,20 +208,7 @@ class _GeminiRun:
                 now_ms=self.ctx.now_ms,
                 future_tolerance_ms=self.ctx.settings.future_tolerance_seconds * 1000,
             )
-            batch_id = conn.execute(
-                insert(SourceBatch)
-                .values(
-                    run_id=self.ctx.run_id,
-                    kind=SOURCE,
-                    ref=path,
-                    content_sha256=None,
-                    format="gemini_candles",
-                    rows_read=len(frame),
-                    rows_rejected=len(checked.rejected),
-                    created_at=self.ctx.now_ms,
-                )
-                .returning(SourceBatch.id)
-            ).scalar_one()
+            batch_id = self._record_batch(conn, path, len(frame), len(checked.rejected))
             writer = open_candle_writer(
                 conn, source=SOURCE, interval=interval, batch_id=batch_id, now_ms=self.ctx.now_ms
             )
@@ -240,14 +227,7 @@ class _GeminiRun:
                     for line, reason in zip(rejected["line"], rejected["reason"], strict=True)
                 ],
             )
-        stats = self.result.series.setdefault((asset_id, SOURCE, interval), SeriesStats())
-        stats.rows += len(frame)
-        stats.required_cells += len(frame) * 6
-        stats.rejected.update(checked.rejected["code"].tolist())
-        self.result.read += len(frame)
-        self.result.inserted += counts.inserted
-        self.result.updated += counts.updated
-        self.result.unchanged += counts.unchanged
+        self._count(asset_id, interval, len(frame), checked.rejected["code"].tolist(), counts)
         return {
             "read": len(frame),
             "inserted": counts.inserted,
@@ -255,6 +235,36 @@ class _GeminiRun:
             "unchanged": counts.unchanged,
             "rejected": len(checked.rejected),
         }
+
+    def _record_batch(self, conn: Connection, path: str, read: int, rejected: int) -> int:
+        return int(
+            conn.execute(
+                insert(SourceBatch)
+                .values(
+                    run_id=self.ctx.run_id,
+                    kind=SOURCE,
+                    ref=path,
+                    content_sha256=None,
+                    format="gemini_candles",
+                    rows_read=read,
+                    rows_rejected=rejected,
+                    created_at=self.ctx.now_ms,
+                )
+                .returning(SourceBatch.id)
+            ).scalar_one()
+        )
+
+    def _count(
+        self, asset_id: int, interval: str, read: int, reasons: list[str], counts: LoadCounts
+    ) -> None:
+        stats = self.result.series.setdefault((asset_id, SOURCE, interval), SeriesStats())
+        stats.rows += read
+        stats.required_cells += read * 6
+        stats.rejected.update(reasons)
+        self.result.read += read
+        self.result.inserted += counts.inserted
+        self.result.updated += counts.updated
+        self.result.unchanged += counts.unchanged
 
     def _transaction(self) -> AbstractContextManager[Connection]:
         return load_transaction(self.ctx.engine, "gemini")
@@ -315,3 +325,13 @@ def _float(value: Any) -> float | None:
 def _raw_candle(row: pd.Series) -> str:
     values = [int(row["open_time"]), *(row[c] for c in ("open", "high", "low", "close", "volume"))]
     return json.dumps(values)
+
+
+def _newest_open(conn: Connection, asset_id: int, interval: str) -> int | None:
+    """The newest stored bar's open time of this Gemini series."""
+    newest = conn.execute(
+        select(func.max(RAW_OPEN_TIME)).where(
+            Candle.asset_id == asset_id, Candle.source == SOURCE, Candle.interval == interval
+        )
+    ).scalar()
+    return None if newest is None else int(newest)
