@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -115,7 +116,14 @@ def gemini_symbols(
 
 
 class GeminiClient:
-    def __init__(self, settings: Settings, *, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`clock` times the answer caches (injectable: tests move time, never sleep)."""
         self.settings = settings
         self.base_url = settings.gemini_base_url.rstrip("/")
         self.host = urlsplit(self.base_url).netloc
@@ -131,10 +139,10 @@ class GeminiClient:
             ]
         )
         self._slow_cache: TTLCache[str, Any] = TTLCache(
-            maxsize=1024, ttl=settings.gemini_symbols_ttl_seconds
+            maxsize=1024, ttl=settings.gemini_symbols_ttl_seconds, timer=clock
         )
         self._fast_cache: TTLCache[str, Any] = TTLCache(
-            maxsize=1024, ttl=settings.gemini_ticker_ttl_seconds
+            maxsize=1024, ttl=settings.gemini_ticker_ttl_seconds, timer=clock
         )
         self._cache_lock = threading.Lock()
         self._last_symbols: SymbolList | None = None

@@ -106,7 +106,7 @@ def test_pytest_outside_ci_skips_server_tests_with_the_reason() -> None:
     )
     env.pop("CI", None)
     subset = [
-        "tests/etl/test_db_pool.py",
+        "tests/etl/db/test_db_pool.py",
         "tests/api/test_rate_limits.py::test_two_app_instances_share_one_limit_in_redis",
     ]
     done = run([str(BIN / "pytest"), "-v", "-p", "no:cacheprovider", *subset], env)

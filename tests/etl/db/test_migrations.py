@@ -16,7 +16,7 @@ from etl.core.settings import get_settings
 from etl.db.engine import create_db_engine, current_revision, head_revision, migrate
 from etl.db.models import Base
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:

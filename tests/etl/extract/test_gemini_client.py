@@ -167,16 +167,22 @@ def test_breaker_ignores_our_own_bad_requests(double: GeminiDouble) -> None:
 
 
 def test_slow_changing_answers_are_cached(double: GeminiDouble) -> None:
-    client = GeminiClient(client_settings(double, gemini_ticker_ttl_seconds=0.2))
+    now = [1000.0]
+    client = GeminiClient(
+        client_settings(double, gemini_ticker_ttl_seconds=5), clock=lambda: now[0]
+    )
     client.symbols()
     client.symbols()
     assert double.count("/v1/symbols") == 1
     client.pubticker("btcusd")
+    now[0] += 4.9  # still fresh
     client.pubticker("btcusd")
     assert double.count("/v1/pubticker") == 1
-    time.sleep(0.25)
+    now[0] += 0.2  # past the ticker TTL, not the symbols' one
     client.pubticker("btcusd")
+    client.symbols()
     assert double.count("/v1/pubticker") == 2
+    assert double.count("/v1/symbols") == 1
     client.close()
 
 
