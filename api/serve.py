@@ -3,17 +3,9 @@
     python -m api.serve            # API_HOST, API_PORT, API_WORKERS from the environment
     python -m api.serve --local    # make run: also generate a local key on first run
 
-The event loop (`API_EVENT_LOOP=auto`) is asyncio for one worker and uvloop for several,
-each chosen by measurement (bench/api_load.py, wrk -c64, this 2-core machine):
-- One worker, saturated: uvloop keeps serving the connections it has and gets to a
-  newcomer about one per loop iteration, so the last of 64 fresh connections waited
-  300-700 ms for its first answer (seen on the wire with tcpdump, in a bare FastAPI app
-  as well as ours) and p99 went to 100-400 ms. asyncio answered every new connection
-  within ~35 ms and held p99 near 30 ms at about the same throughput.
-- Several workers share one listening socket, and asyncio accepts every pending
-  connection at once in whichever worker wakes first: the 64 connections piled onto one
-  worker while the other idled (`metrics` at 0.31x the bare route). uvloop's one accept
-  per iteration spreads them (0.72x, p99 under 25 ms), and no worker is saturated.
+The event loop (`API_EVENT_LOOP=auto`) is asyncio for one worker (fair to new
+connections when saturated) and uvloop for several (spreads connections across workers);
+the measurements behind it are in docs/decisions.md.
 
 With `--local` and no key configured (`API_KEY`/`API_KEYS` in the environment or `.env`),
 a random key is written into `.env`; no default key ever ships. The key itself is not
@@ -39,10 +31,9 @@ ENV_FILE = Path(".env")
 
 
 class NoDelayHttpProtocol(HttpToolsProtocol):
-    """httptools with `TCP_NODELAY` on every connection. asyncio sets it only on sockets
-    created as IPPROTO_TCP; with `API_WORKERS` > 1 uvicorn binds a plain stream socket,
-    so answers (headers and body are two writes) waited for the client's delayed ACK:
-    a flat ~44 ms per request, measured. uvloop sets it itself; this makes both equal."""
+    """httptools with `TCP_NODELAY` on every connection: asyncio sets it only on sockets
+    created as IPPROTO_TCP, and uvicorn's multi-worker socket is not one, so answers
+    (two writes) waited for the client's delayed ACK (docs/decisions.md)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")

@@ -65,12 +65,9 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
     sqlite = url.get_backend_name() == "sqlite"
     on_disk = not sqlite or url.database not in (None, "", ":memory:")
     if on_disk:
-        # A fixed pool: with overflow, the connections above the pool were opened and
-        # closed per request under load (measured on SQLite: a fresh connection per candle
-        # page, re-running the PRAGMAs with a cold page cache). A request beyond the pool
-        # waits for a connection instead. SQLite gets at most SQLITE_MAX_READERS: more
-        # concurrent readers contend for WAL read marks (measured: 40 connections served
-        # 500-bar pages at 50 req/s, 8-10 connections at 120 req/s).
+        # A fixed pool (overflow connections were opened and closed per request under
+        # load); SQLite at most SQLITE_MAX_READERS, since more readers contend for WAL read
+        # marks. Measurements: docs/decisions.md.
         pool_size = (
             min(settings.db_pool_size, SQLITE_MAX_READERS) if sqlite else settings.db_pool_size
         )
