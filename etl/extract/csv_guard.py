@@ -9,11 +9,11 @@ again on the open descriptor, so a path swapped for a FIFO after the check canno
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 from etl.core.errors import EtlError, FileExtractError
 
@@ -79,7 +79,7 @@ def check_regular(path: Path, roots: Sequence[Path]) -> None:
         raise FileExtractError(path, f"not a regular file ({kind_of(mode)})")
 
 
-def open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path) -> io.BufferedReader:
     """Open for reading without ever blocking on a FIFO; refuse anything not regular."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:

@@ -29,12 +29,22 @@ class FileScan:
     unreadable: tuple[tuple[int, str], ...]  # (1-based line, reason), never parsed
 
 
-def scan_file(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> FileScan:
+def file_sha256(path: Path) -> str:
+    """The content hash alone: all an unchanged file costs on the next run."""
+    with open_regular(path) as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def scan_file(
+    path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, *, sha256: str | None = None
+) -> FileScan:
+    """Hash (unless `sha256` is already known) and find the lines the parser must skip."""
     digest = hashlib.sha256()
     counter = _LineCounter(max_line_bytes)
     with open_regular(path) as handle:
         for block in iter(lambda: handle.read(min(1 << 20, max_line_bytes)), b""):
-            digest.update(block)
+            if sha256 is None:
+                digest.update(block)
             counter.feed(block)
             if len(counter.bad) > MAX_UNREADABLE_LINES:
                 raise FileExtractError(
@@ -42,7 +52,7 @@ def scan_file(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> FileS
                     f"more than {MAX_UNREADABLE_LINES} lines with NUL bytes or over "
                     "CSV_MAX_LINE_BYTES: not a CSV text file",
                 )
-    return FileScan(digest.hexdigest(), counter.finish())
+    return FileScan(digest.hexdigest() if sha256 is None else sha256, counter.finish())
 
 
 class _LineCounter:

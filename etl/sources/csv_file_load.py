@@ -26,7 +26,7 @@ from etl.db.models import SourceBatch
 from etl.extract.csv_formats import CsvFormat, Layout
 from etl.extract.csv_guard import check_regular
 from etl.extract.csv_reader import Chunk, RawLines, iter_chunks, sniff
-from etl.extract.csv_scan import FileScan, scan_file
+from etl.extract.csv_scan import FileScan, file_sha256, scan_file
 from etl.load.writer import (
     CandleWriter,
     batch_already_loaded,
@@ -76,12 +76,13 @@ def load_file(ctx: RunContext, path: Path, result: SourceResult, options: LoadOp
     started = time.perf_counter()
     check_regular(path, options.roots)
     limit = ctx.settings.csv_max_line_bytes
-    scan = scan_file(path, limit)
+    sha256 = file_sha256(path)  # an unchanged file costs this one fast pass, nothing more
     with ctx.engine.connect() as conn:
-        if batch_already_loaded(conn, scan.sha256):
-            _skipped(result, path, scan.sha256)
+        if batch_already_loaded(conn, sha256):
+            _skipped(result, path, sha256)
             log.info("csv file unchanged, skipped", extra={"file": str(path)})
             return
+    scan = scan_file(path, limit, sha256=sha256)
     fmt, layout = sniff(path, limit)
     with load_transaction(ctx.engine, str(path)) as conn:
         if batch_already_loaded(conn, scan.sha256):  # another run loaded it while we waited
