@@ -1,4 +1,5 @@
-"""Test databases: where the data files are, and one PostgreSQL schema per test or module.
+"""Test databases: where the data files are, one PostgreSQL schema per test or module,
+and the test Redis.
 
 PostgreSQL comes from TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test).
 Outside CI an unreachable server skips the PostgreSQL half with the reason; with CI=true it
@@ -22,6 +23,7 @@ from etl.core.settings import get_settings
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "real"
 FORMATS = DATA / "formats"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )
@@ -57,3 +59,17 @@ def postgres_schema(prefix: str) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def require_redis() -> str:
+    """The test Redis URL, or a skip (a failure in CI) when Redis does not answer."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        reason = f"Redis unreachable at {REDIS_URL}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return REDIS_URL

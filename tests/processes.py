@@ -8,13 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtualenv's scripts: uvicorn, alembic, python
 # Settings a developer's shell or CI may carry that would change what the command does.
 SCRUBBED = {
@@ -90,3 +91,22 @@ def serving(command: list[str] | str, env: dict[str, str], port: int, log: Path)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextmanager
+def launched_api(database_url: str, log: Path, **environment: str) -> Iterator[str]:
+    """`python -m api.serve` as the containers run it, on a free port, with `environment`
+    over the test defaults; yields its base URL, and fails on a traceback in its log."""
+    port = free_port()
+    env = command_env(
+        DATABASE_URL=database_url,
+        API_HOST="127.0.0.1",
+        API_PORT=str(port),
+        LOG_LEVEL="WARNING",
+        RATE_LIMIT_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+        **environment,
+    )
+    with serving([sys.executable, "-m", "api.serve"], env, port, log) as base:
+        yield base
+    text = log.read_text()
+    assert "Traceback" not in text, text

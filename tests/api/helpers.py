@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
+from fastapi.testclient import TestClient
 from httpx import Response
 
+from api.main import create_app
 from api.settings import ApiSettings, get_api_settings
 
 KEY = "test-key-0123456789abcdef"
@@ -35,3 +39,17 @@ def problem(response: object) -> dict[str, object]:
     assert {"type", "title", "status", "detail", "code", "request_id"} <= body.keys()
     assert body["status"] == response.status_code
     return body
+
+
+def limited_client(database: str, **overrides: object) -> TestClient:
+    """A keyed client of an app with low limits, counted under a prefix of its own."""
+    values: dict[str, object] = {
+        "rate_limit_default": "3/minute",
+        "rate_limit_candles": "2/minute",
+        "rate_limit_probes": "2/minute",
+        "rate_limit_key_prefix": f"t{uuid.uuid4().hex[:8]}",
+    }
+    settings = api_settings(database, **{**values, **overrides})
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    client.headers["X-API-Key"] = KEY
+    return client

@@ -3,78 +3,27 @@ server started as `python -m api.serve` starts it, and raw header lists reach th
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from api.settings import get_api_settings
-from tests.api.helpers import KEY
-from tests.api.test_rate_limits import limited_client
+from tests.api.helpers import KEY, limited_client
+from tests.processes import launched_api
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def launched_server(database: str, **environment: str) -> Iterator[str]:
-    """`python -m api.serve` with the given environment; yields its base URL."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "API_KEY": KEY,
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-        "GEMINI_BASE_URL": "http://127.0.0.1:9",
-        "RATE_LIMIT_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-        **environment,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                httpx.get(f"{base}/health/live", timeout=1, headers={"X-Forwarded-For": "0.0.0.1"})
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0].decode()
-        assert "Traceback" not in output, output
-
-
 @pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
 def test_the_launched_server_ignores_forwarded_for_from_untrusted_peers(
-    api_database: str,
+    api_database: str, tmp_path: Path
 ) -> None:
     """uvicorn trusts X-Forwarded-For from FORWARDED_ALLOW_IPS (127.0.0.1 by default, `*`
     in many container setups); with no TRUSTED_PROXIES the header must change nothing."""
-    with launched_server(
-        api_database, RATE_LIMIT_PROBES="4/minute", FORWARDED_ALLOW_IPS="*"
-    ) as base:  # the wait above spent one probe
+    log = tmp_path / "api.log"
+    settings = {"API_KEY": KEY, "RATE_LIMIT_PROBES": "4/minute", "FORWARDED_ALLOW_IPS": "*"}
+    with launched_api(api_database, log, **settings) as base:  # the start-up wait: one probe
         answers = [
             httpx.get(f"{base}/health/live", headers={"X-Forwarded-For": f"10.0.0.{i}"})
             for i in range(1, 5)
@@ -84,13 +33,13 @@ def test_the_launched_server_ignores_forwarded_for_from_untrusted_peers(
 
 @pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
 def test_the_launched_server_reads_every_forwarded_for_line_behind_a_trusted_proxy(
-    api_database: str,
+    api_database: str, tmp_path: Path
 ) -> None:
     """A proxy that appends its own `X-Forwarded-For` line after the client's: the client's
     line is not the address, the proxy's is."""
-    with launched_server(
-        api_database, RATE_LIMIT_PROBES="3/minute", TRUSTED_PROXIES="127.0.0.1"
-    ) as base:
+    log = tmp_path / "api.log"
+    settings = {"API_KEY": KEY, "RATE_LIMIT_PROBES": "3/minute", "TRUSTED_PROXIES": "127.0.0.1"}
+    with launched_api(api_database, log, **settings) as base:
         answers = []
         for i in range(1, 5):
             headers = [("X-Forwarded-For", f"10.0.0.{i}"), ("X-Forwarded-For", "192.0.2.7")]

@@ -9,8 +9,7 @@ import pytest
 from starlette.types import ASGIApp
 
 from api.settings import get_api_settings
-from tests.api.helpers import KEY, problem
-from tests.api.test_rate_limits import limited_client
+from tests.api.helpers import KEY, limited_client, problem
 
 NON_ASCII_KEY = "clé-de-test-ß-0123456789abcdef"
 

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from api.main import create_app
 from api.rate_limit import storage_uri
-from tests.api.helpers import KEY, OTHER_KEY, api_settings, problem
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def limited_client(database: str, **overrides: object) -> TestClient:
-    values: dict[str, object] = {
-        "rate_limit_default": "3/minute",
-        "rate_limit_candles": "2/minute",
-        "rate_limit_probes": "2/minute",
-        "rate_limit_key_prefix": f"t{uuid.uuid4().hex[:8]}",
-    }
-    settings = api_settings(database, **{**values, **overrides})
-    client = TestClient(create_app(settings), raise_server_exceptions=False)
-    client.headers["X-API-Key"] = KEY
-    return client
+from tests.api.helpers import OTHER_KEY, limited_client, problem
+from tests.databases import REDIS_URL, require_redis
 
 
 def test_a_class_shares_one_counter_per_key_and_answers_429(api_database: str) -> None:
@@ -69,21 +52,9 @@ def test_forwarded_for_counts_only_behind_a_trusted_proxy(api_database: str) -> 
         assert client.get("/health/live", headers={"X-Forwarded-For": "1.1.1.1"}).status_code == 429
 
 
-def _redis_or_skip() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        reason = f"Redis unreachable at {REDIS_URL}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
 @pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
 def test_two_app_instances_share_one_limit_in_redis(api_database: str) -> None:
-    _redis_or_skip()
+    require_redis()
     prefix = f"t{uuid.uuid4().hex[:8]}"
     settings = {"rate_limit_storage_uri": REDIS_URL, "rate_limit_key_prefix": prefix}
     first = limited_client(api_database, **settings)
@@ -123,7 +94,7 @@ def test_redis_limits_cost_one_round_trip_and_headers_match_redis(api_database: 
     this module's tests use Redis, and they run one after another on one xdist worker.)"""
     import redis
 
-    _redis_or_skip()
+    require_redis()
     prefix = f"t{uuid.uuid4().hex[:8]}"
     direct: Any = redis.Redis.from_url(REDIS_URL)  # its sync/async union types get in the way
     with limited_client(
@@ -175,7 +146,7 @@ def test_limits_fall_back_to_memory_when_redis_is_unreachable(api_database: str)
 
 @pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
 def test_health_names_the_limit_storage_in_use(api_database: str) -> None:
-    _redis_or_skip()
+    require_redis()
     with limited_client(api_database) as client:
         assert client.get("/health").json()["rate_limits"]["in_use"] == "memory"
     with limited_client(api_database, rate_limit_storage_uri=REDIS_URL) as client:

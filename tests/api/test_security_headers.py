@@ -11,8 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.api.helpers import KEY, api_settings, problem
-from tests.api.test_rate_limits import limited_client
+from tests.api.helpers import KEY, api_settings, limited_client, problem
 
 MARKER = "path-marker-7f3a"
 

@@ -4,11 +4,7 @@ server as deployed, and its connection settings."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +17,7 @@ from uvicorn.server import ServerState
 from api.serve import NoDelayHttpProtocol, ensure_local_key, event_loop
 from api.settings import get_api_settings
 from tests.api.helpers import KEY
+from tests.processes import launched_api
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,52 +39,20 @@ def test_first_run_writes_a_random_key_once(
     assert env.read_text().count("API_KEY=") == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_serve_runs_the_app_with_its_settings_and_two_workers(api_database: str) -> None:
+def test_serve_runs_the_app_with_its_settings_and_two_workers(
+    api_database: str, tmp_path: Path
+) -> None:
     """`python -m api.serve` as the containers run it: settings from the environment,
     two worker processes, a keyed route answering from the database."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": api_database,
-        "API_KEY": KEY,
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(port),
-        "API_WORKERS": "2",
-        "LOG_LEVEL": "WARNING",
-        "GEMINI_BASE_URL": "http://127.0.0.1:9",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        with httpx.Client(base_url=base, headers={"X-API-Key": KEY}) as client:
-            latest = client.get("/api/crypto/latest")
-            assert latest.status_code == 200, latest.text
-            assert {row["symbol"] for row in latest.json()["data"]} >= {"BTCUSD", "ETHUSD"}
-            assert (
-                client.get("/api/crypto/latest", headers={"X-API-Key": "wrong"}).status_code == 401
-            )
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0].decode()
-    assert "Traceback" not in output, output
+    log = tmp_path / "api.log"
+    with (
+        launched_api(api_database, log, API_KEY=KEY, API_WORKERS="2") as base,
+        httpx.Client(base_url=base, headers={"X-API-Key": KEY}) as client,
+    ):
+        latest = client.get("/api/crypto/latest")
+        assert latest.status_code == 200, latest.text
+        assert {row["symbol"] for row in latest.json()["data"]} >= {"BTCUSD", "ETHUSD"}
+        assert client.get("/api/crypto/latest", headers={"X-API-Key": "wrong"}).status_code == 401
 
 
 async def _no_requests(scope: Scope, receive: Receive, send: Send) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -21,11 +20,10 @@ import pytest
 from sqlalchemy import make_url, text
 
 from api.settings import ApiSettings, get_api_settings
-from tests.databases import POSTGRES_URL, postgres_admin
-from tests.deploy.processes import ROOT, command_env, free_port, serving
+from tests.databases import POSTGRES_URL, REDIS_URL, postgres_admin, require_redis
+from tests.processes import ROOT, command_env, free_port, serving
 
 SETTING_NAMES = {name.upper() for name in ApiSettings.model_fields}
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 APP_HOST = "crypto-demo.herokuapp.com"
 
 
@@ -100,19 +98,8 @@ def heroku_database() -> Iterator[str]:
         admin.engine.dispose()
 
 
-def _redis_or_skip() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis unreachable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-
-
 def test_procfile_commands_run_locally_with_port_set(heroku_database: str, tmp_path: Path) -> None:
-    _redis_or_skip()
+    require_redis()
     entries, port = procfile(), free_port()
     values = app_env() | {"ALLOWED_HOSTS": APP_HOST}
     env = command_env(

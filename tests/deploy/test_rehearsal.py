@@ -6,18 +6,16 @@ Dockerfile fails here with the service's log."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import create_engine
 
 from etl.db.engine import current_revision, head_revision
 from scheduler.schedule import DEPLOYMENT_NAME
-from tests.databases import postgres_admin
+from tests.databases import postgres_admin, require_redis
 from tests.deploy import rehearse
 from tests.deploy.rehearse import Stage
 
@@ -26,20 +24,10 @@ RUN_TIMEOUT = 90.0
 SERVED_TIMEOUT = 45.0  # the API's cache: CACHE_TTL_SECONDS 5 + CACHE_STALE_SECONDS 30
 
 
-def _require_redis() -> None:
-    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(url, socket_timeout=2).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis unreachable at {url}: {exc}")
-        pytest.skip(f"Redis unreachable at {url}: {exc}")
-
-
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     postgres_admin().dispose()  # skips (fails in CI) without PostgreSQL
-    _require_redis()
+    require_redis()
     with rehearse.local_backends(tmp_path_factory.mktemp("rehearsal")) as stage:
         stage.compose = rehearse.load_compose(stage.dotenv)
         rehearse.up(stage, stage.compose, START_TIMEOUT)

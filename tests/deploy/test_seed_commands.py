@@ -22,7 +22,7 @@ from etl.core.settings import get_settings
 from etl.pipeline import run_pipeline
 from etl.sources.csv_files import CsvSource
 from tests.databases import REAL
-from tests.deploy.processes import BIN, ROOT, command_env, free_port, serving
+from tests.processes import BIN, ROOT, command_env, free_port, serving
 
 KEY = "seed-key-0123456789abcdef0123"
 
