@@ -9,7 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -18,7 +18,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import Engine
 
-from api.deps import CacheDep, CursorKeyDep, EngineDep, SettingsDep
+from api.deps import StateDep
 from api.errors import Problem
 from api.params import SymbolPath
 from api.rate_limit import RouteLimits
@@ -104,7 +104,10 @@ class PageQuery:
 
     @property
     def cache_key(self) -> str:
-        return "candles?" + "&".join(str(v) for v in astuple(self))
+        return (
+            f"candles?{self.symbol}&{self.interval}&{self.start}&{self.end}&{self.limit}"
+            f"&{self.cursor}&{self.source}"
+        )
 
 
 def render_page(engine: Engine, cursor_key: bytes, query: PageQuery) -> bytes:
@@ -173,10 +176,7 @@ def build(limits: RouteLimits) -> APIRouter:
     @limits.candles
     async def candles(
         request: Request,
-        settings: SettingsDep,
-        engine: EngineDep,
-        cache: CacheDep,
-        cursor_key: CursorKeyDep,
+        state: StateDep,
         symbol: SymbolPath,
         interval: Interval = "1d",
         start: Annotated[str | None, Query(pattern=TIME_PATTERN, max_length=40)] = None,
@@ -191,7 +191,10 @@ def build(limits: RouteLimits) -> APIRouter:
         00:00 UTC. `complete` is false for a bar whose close time has not passed.
         Pages are kept in the hot-read cache like `latest` (`CACHE_TTL_SECONDS`)."""
         query = PageQuery(symbol, interval, start, end, limit, cursor, source)
-        page = await cache.get(query.cache_key, lambda: render_page(engine, cursor_key, query))
-        return respond(request, page, max_age=settings.cache_max_age_seconds)
+        engine, cursor_key = state.engine, state.cursor_key
+        page = await state.hot_cache.get(
+            query.cache_key, lambda: render_page(engine, cursor_key, query)
+        )
+        return respond(request, page, max_age=state.settings.cache_max_age_seconds)
 
     return router

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Engine
 
-from api.deps import CacheDep, EngineDep, SettingsDep
+from api.deps import StateDep
 from api.params import SymbolsQuery
 from api.presenters import latest_out, metric_out
 from api.rate_limit import RouteLimits
@@ -39,34 +39,24 @@ def build(limits: RouteLimits) -> APIRouter:
 
     @router.get("/latest", response_model=LatestList)
     @limits.data
-    async def latest(
-        request: Request,
-        settings: SettingsDep,
-        engine: EngineDep,
-        cache: CacheDep,
-        symbols: SymbolsQuery = None,
-    ) -> Response:
+    async def latest(request: Request, state: StateDep, symbols: SymbolsQuery = None) -> Response:
         """Per asset: the latest price (the newest ticker when it is newer than the last
         bar's close, else that close), bid/ask/spread, 24h volume, `as_of`, age, `stale`
         (older than `STALE_AFTER_INTERVALS` bar intervals) and its source."""
+        settings, engine = state.settings, state.engine
         stale_after = settings.stale_after_intervals
-        page = await cache.get(
+        page = await state.hot_cache.get(
             f"latest?{symbols}", lambda: latest_rows(engine, symbols, stale_after)
         )
         return respond(request, page, max_age=settings.cache_max_age_seconds)
 
     @router.get("/metrics", response_model=MetricList)
     @limits.data
-    async def metrics(
-        request: Request,
-        settings: SettingsDep,
-        engine: EngineDep,
-        cache: CacheDep,
-        symbols: SymbolsQuery = None,
-    ) -> Response:
+    async def metrics(request: Request, state: StateDep, symbols: SymbolsQuery = None) -> Response:
         """The latest metrics of each asset's preferred series (newest data, finest
         interval): changes, volatility, SMA/EMA, VWAP, drawdown, 24h high/low/volume."""
-        page = await cache.get(f"metrics?{symbols}", lambda: metric_rows(engine, symbols))
-        return respond(request, page, max_age=settings.cache_max_age_seconds)
+        engine = state.engine
+        page = await state.hot_cache.get(f"metrics?{symbols}", lambda: metric_rows(engine, symbols))
+        return respond(request, page, max_age=state.settings.cache_max_age_seconds)
 
     return router

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response
 
-from api.deps import CacheDep, EngineDep, GeminiDep, SettingsDep
+from api.deps import EngineDep, GeminiDep, SettingsDep, StateDep
 from api.params import SymbolPath
 from api.presenters import metric_out, quality_out, symbol_out, ticker_out
 from api.rate_limit import RouteLimits
@@ -19,17 +19,17 @@ def build(limits: RouteLimits) -> APIRouter:
 
     @router.get("/symbols", response_model=SymbolList)
     @limits.data
-    async def symbols(
-        request: Request, settings: SettingsDep, engine: EngineDep, cache: CacheDep
-    ) -> Response:
+    async def symbols(request: Request, state: StateDep) -> Response:
         """Every asset we hold: aliases, sources, first/last bar per series."""
+
+        engine = state.engine
 
         def render() -> bytes:
             with engine.connect() as conn:
                 return body_of(SymbolList(data=[symbol_out(conn, a) for a in list_assets(conn)]))
 
-        page = await cache.get("symbols", render)
-        return respond(request, page, max_age=settings.cache_max_age_seconds)
+        page = await state.hot_cache.get("symbols", render)
+        return respond(request, page, max_age=state.settings.cache_max_age_seconds)
 
     @router.get("/symbol/{symbol}", response_model=SymbolDetail)
     @limits.data

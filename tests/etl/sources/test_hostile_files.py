@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -112,6 +115,43 @@ def test_a_permission_denied_file_fails_alone(
     summary = run_bounded(settings, engine, [denied, REAL / "coin_Solana.csv"])
     assert summary.status == "partial"
     assert "Permission denied" in file_detail(summary, "denied.csv")["error"]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_a_permission_denied_file_fails_alone_for_root_without_dac_override(
+    tmp_path: Path,
+) -> None:
+    """CI runs as root, who reads any file; the pipeline run without the two capabilities
+    that let root ignore file modes meets a real EACCES, as any other user would."""
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    denied = folder / "denied.csv"
+    shutil.copy(REAL / "coin_Cardano.csv", denied)
+    denied.chmod(0)
+    shutil.copy(REAL / "coin_Solana.csv", folder / "coin_Solana.csv")
+    caps = "-dac_override,-dac_read_search"
+    done = subprocess.run(
+        [
+            *("setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--"),
+            *(sys.executable, "-m", "etl.pipeline", "--no-live", "--json"),
+            *("--csv", str(folder), "--database-url", f"sqlite:///{tmp_path / 'run.db'}"),
+        ],
+        cwd=Path(__file__).resolve().parents[3],
+        env={**os.environ, "LOG_LEVEL": "ERROR"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    details = {Path(d["file"]).name: d for d in summary["sources"]["csv"]["details"]}
+    assert summary["status"] == "partial"
+    assert details["denied.csv"]["status"] == "failed"
+    assert "Permission denied" in details["denied.csv"]["error"]
+    assert details["coin_Solana.csv"]["status"] == "loaded"
 
 
 def test_a_missing_path_or_a_symlink_loop_given_directly_fails_alone(
