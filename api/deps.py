@@ -1,9 +1,9 @@
 """Typed dependencies, as FastAPI's own template declares them: a route asks for
 `StateDep` (everything, one dependency), `SettingsDep`, `EngineDep`, `GeminiDep`,
 `RegistryDep` or `LimiterDep` and gets the app's instance. Each is an `async def`
-reading the app's state: no thread-pool hop, no work per request beyond the lookup. Routes check a connection out
-themselves, inside their own worker thread (docs/decisions.md, "No per-request connection
-dependency")."""
+reading the app's state: no thread-pool hop, no work per request beyond the lookup.
+Routes check a connection out themselves, inside their own worker thread
+(docs/decisions.md, "No per-request connection dependency")."""
 
 from __future__ import annotations
 
