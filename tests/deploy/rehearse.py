@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 
 import redis
 import yaml
-from sqlalchemy import create_engine, make_url, text
 
+from tests.databases import REDIS_URL, postgres_database
 from tests.deploy import compose_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,29 +286,23 @@ def _empty_redis_db(host: str, port: int) -> int:
 @contextmanager
 def local_backends(tmp: Path) -> Iterator[Stage]:
     """A fresh PostgreSQL database and an empty Redis database, removed afterwards."""
-    pg = make_url(os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
-    rd = urlsplit(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    database = f"rehearse_{secrets.token_hex(6)}"
-    admin = create_engine(pg.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{database}"'))
+    rd = urlsplit(REDIS_URL)
     redis_db = _empty_redis_db(rd.hostname or "127.0.0.1", rd.port or 6379)
     ports = {"prefect-server": free_port(), "api": free_port()}
-    addresses = {
-        "postgres:5432": f"{pg.host}:{pg.port or 5432}",
-        "redis:6379": f"{rd.hostname}:{rd.port or 6379}",
-        "prefect-server:4200": f"127.0.0.1:{ports['prefect-server']}",
-        "api:8000": f"127.0.0.1:{ports['api']}",
-    }
-    stage = Stage(
-        tmp, operator_dotenv(pg.username or "postgres", database), addresses, redis_db, ports
-    )
-    try:
-        yield stage
-    finally:
-        for service in reversed(list(stage.services.values())):
-            stop(service)
-        redis.Redis(host=rd.hostname or "127.0.0.1", port=rd.port or 6379, db=redis_db).flushdb()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("rehearse") as pg:
+        addresses = {
+            "postgres:5432": f"{pg.host}:{pg.port or 5432}",
+            "redis:6379": f"{rd.hostname}:{rd.port or 6379}",
+            "prefect-server:4200": f"127.0.0.1:{ports['prefect-server']}",
+            "api:8000": f"127.0.0.1:{ports['api']}",
+        }
+        dotenv = operator_dotenv(pg.username or "postgres", pg.database or "")
+        stage = Stage(tmp, dotenv, addresses, redis_db, ports)
+        try:
+            yield stage
+        finally:
+            for service in reversed(list(stage.services.values())):
+                stop(service)
+            redis.Redis(
+                host=rd.hostname or "127.0.0.1", port=rd.port or 6379, db=redis_db
+            ).flushdb()

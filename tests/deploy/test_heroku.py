@@ -17,10 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import make_url, text
 
 from api.settings import ApiSettings, get_api_settings
-from tests.databases import POSTGRES_URL, REDIS_URL, postgres_admin, require_redis
+from tests.databases import REDIS_URL, postgres_database, require_redis
 from tests.processes import ROOT, command_env, free_port, serving
 
 SETTING_NAMES = {name.upper() for name in ApiSettings.model_fields}
@@ -85,17 +84,8 @@ def test_runtime_pin_matches_the_supported_python() -> None:
 @pytest.fixture
 def heroku_database() -> Iterator[str]:
     """A fresh database, named as the add-on hands it over: `postgres://...`."""
-    admin = postgres_admin().execution_options(isolation_level="AUTOCOMMIT")
-    name = f"heroku_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(drivername="postgres", database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.engine.dispose()
+    with postgres_database("heroku") as url:
+        yield url.set(drivername="postgres").render_as_string(hide_password=False)
 
 
 def test_procfile_commands_run_locally_with_port_set(heroku_database: str, tmp_path: Path) -> None:
