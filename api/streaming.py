@@ -32,7 +32,6 @@ from api.errors import Problem
 from api.responses import HotCache
 from api.settings import ApiSettings
 from etl.core.clock import from_epoch_ms
-from etl.load.updates import CHANNEL
 from etl.read.updates import (
     PriceUpdate,
     Update,
@@ -232,7 +231,7 @@ class StreamHub:
             client = aioredis.Redis.from_url(url)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self.settings.stream_redis_channel)
                     while True:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=1.0
