@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Security
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security
 from pydantic import BaseModel
 from sqlalchemy import Engine
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -30,6 +30,7 @@ from api.deps import StateDep
 from api.errors import Problem
 from api.params import SymbolsQuery
 from api.rate_limit import RouteLimits
+from api.responses import body_of
 from api.security import API_KEY_HEADER, require_api_key
 from api.state import state_of
 from api.streaming import StreamHub, Subscriber
@@ -120,13 +121,14 @@ def build(limits: RouteLimits, hub: StreamHub) -> APIRouter:
 
     @router.post("/token", response_model=StreamToken, dependencies=[Depends(require_api_key)])
     @limits.data
-    async def stream_token(request: Request, state: StateDep) -> StreamToken:
+    async def stream_token(request: Request, state: StateDep) -> Response:
         """A token for `?token=` on the stream route, for clients that cannot send
         headers (browsers' EventSource): valid STREAM_TOKEN_SECONDS, for streams only."""
         seconds = state.settings.stream_token_seconds
         fingerprint: str = request.state.key_fingerprint
         token = issue_token(state.cursor_key, fingerprint, int(time.time()) + seconds)
-        return StreamToken(token=token, expires_in=seconds)
+        body = body_of(StreamToken(token=token, expires_in=seconds))
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     @router.get("", response_class=EventSourceResponse)
     @limits.data
