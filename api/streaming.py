@@ -222,8 +222,9 @@ class StreamHub:
                     marks, updates = await run_in_threadpool(read, *marks)
                     for update in updates:
                         self.publish(update)
-            except Exception:  # a database hiccup must not end the stream: retried next poll
-                log.warning("following the database failed; retrying", exc_info=True)
+            except Exception as exc:  # a database hiccup must not end the stream: next poll
+                # One line, no traceback: an outage would otherwise log one per poll.
+                log.warning("following the database failed (%s); retrying", exc)
             await asyncio.sleep(self.settings.stream_poll_seconds)
 
     async def _follow_redis(self, url: str) -> None:
@@ -238,8 +239,8 @@ class StreamHub:
                         )
                         if message is not None:
                             self._receive(message["data"])
-            except (aioredis.RedisError, OSError):
-                log.warning("Redis subscription lost; reconnecting in 1 s", exc_info=True)
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("Redis subscription lost (%s); reconnecting in 1 s", exc)
                 await asyncio.sleep(1)
             finally:
                 await client.aclose()
