@@ -123,6 +123,7 @@ class StreamHub:
         self._subscribers: set[Subscriber] = set()
         self._per_key: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self, engine: Engine) -> None:
         redis_url = self.settings.stream_redis()
@@ -130,8 +131,13 @@ class StreamHub:
         self._task = asyncio.create_task(follow, name="stream-hub")
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
+            # Following the database ends on its own after the read under way: cancelling
+            # would abandon that read's thread, still querying while the engine is disposed
+            # (and while a test drops its schema: a deadlock, seen on PostgreSQL).
+            if self.settings.stream_redis():
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for subscriber in list(self._subscribers):
@@ -225,7 +231,10 @@ class StreamHub:
             except Exception as exc:  # a database hiccup must not end the stream: next poll
                 # One line, no traceback: an outage would otherwise log one per poll.
                 log.warning("following the database failed (%s); retrying", exc)
-            await asyncio.sleep(self.settings.stream_poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.stream_poll_seconds)
+            if self._stopping.is_set():
+                return
 
     async def _follow_redis(self, url: str) -> None:
         while True:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
+from sqlalchemy import Engine, event
 
 from api.errors import Problem
 from api.responses import HotCache
@@ -85,3 +87,24 @@ def test_invalidate_drops_matching_entries_and_a_render_begun_before_it() -> Non
         ]
 
     assert asyncio.run(scenario()) == [b"after", b"kept"]
+
+
+def test_stop_waits_for_the_database_read_under_way(engine: Engine) -> None:
+    """Stopping mid-read must not abandon the read's thread: it would still be querying
+    while the engine is disposed (on PostgreSQL, a schema drop then deadlocked with it)."""
+    reading, finished = threading.Event(), threading.Event()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def slow(*_: object) -> None:
+        reading.set()
+        time.sleep(0.3)
+        finished.set()
+
+    async def scenario() -> None:
+        hub = _hub(stream_redis_url="", stream_poll_seconds=0.01)
+        await hub.start(engine)
+        await asyncio.to_thread(reading.wait, 5)
+        await hub.stop()
+
+    asyncio.run(scenario())
+    assert reading.is_set() and finished.is_set()
