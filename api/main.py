@@ -144,8 +144,8 @@ def _add_middleware(app: FastAPI, state: AppState) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET"],
-            allow_headers=["X-API-Key", "X-Request-ID", "If-None-Match"],
+            allow_methods=["GET", "POST"],  # POST: /api/crypto/stream/token
+            allow_headers=["X-API-Key", "X-Request-ID", "If-None-Match", "Last-Event-ID"],
             expose_headers=[
                 "X-Request-ID",
                 "ETag",

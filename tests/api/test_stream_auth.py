@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from api.main import create_app
 from api.routes.stream import issue_token
-from tests.api.helpers import KEY, problem
+from tests.api.helpers import KEY, api_settings, problem
 from tests.api.sse_client import opened
 from tests.processes import launched_api
 
@@ -83,3 +85,19 @@ def test_a_token_is_not_accepted_on_other_routes(server: str) -> None:
     token = issue_token(SECRET.encode(), FINGERPRINT, int(time.time()) + 60)
     answer = httpx.get(f"{server}/api/crypto/latest?token={token}", timeout=5)
     assert answer.status_code == 401 and problem(answer)["code"] == "missing_api_key"
+
+
+def test_a_browser_on_an_allowed_origin_may_ask_for_a_token(api_database: str) -> None:
+    app = create_app(api_settings(api_database, cors_origins="https://app.example"))
+    with TestClient(app) as client:
+        preflight = client.options(
+            "/api/crypto/stream/token",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-api-key",
+            },
+        )
+    assert preflight.status_code == 200
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
