@@ -15,8 +15,12 @@ from sqlalchemy import Engine
 
 from api.settings import get_api_settings
 from etl.db.engine import create_db_engine
+from etl.extract.gemini_client import GeminiClient, reset_breakers
+from etl.pipeline import run_pipeline
+from etl.sources.gemini import GeminiSource
 from tests.api.helpers import KEY, OTHER_KEY, problem
 from tests.api.sse_client import add_candle, add_tickers, now_ms, opened
+from tests.gemini_double import GeminiDouble, start, stop
 from tests.processes import launched_api
 
 BTC, ETH = "BTCUSD", "ETHUSD"  # stored symbols; `?symbols=BTC` resolves the alias
@@ -147,3 +151,33 @@ def test_latest_shows_a_new_price_within_a_second(server: str, db: Engine) -> No
         answer = httpx.get(f"{server}/api/crypto/latest?symbols=BTC", headers=keyed, timeout=5)
         price = answer.json()["data"][0]["price"]
     assert price == 123456.5
+
+
+def test_rows_written_by_the_real_pipeline_reach_clients(
+    server: str, api_database: str, db: Engine
+) -> None:
+    """The batch pipeline's Gemini step (against the local double) as the writer."""
+    double = start(GeminiDouble(now_ms=now_ms(), candle_count=3))
+    reset_breakers()
+    settings = get_api_settings(
+        database_url=api_database,
+        gemini_base_url=double.url,
+        coin_ids=["bitcoin"],
+        gemini_candle_intervals=["1h"],
+        _env_file=None,
+    )
+    client = GeminiClient(settings)
+    try:
+        with opened(server, "?symbols=BTC") as stream:
+            summary = run_pipeline(settings, sources=[GeminiSource(client)], engine=db)
+            assert summary.status == "success", summary.error
+            frames = [stream.next_event() for _ in range(4)]  # 1 ticker, 3 hourly bars
+    finally:
+        client.close()
+        stop(double)
+        reset_breakers()
+    prices = [f.json() for f in frames if f.event == "price"]
+    bars = [f.json() for f in frames if f.event == "candle"]
+    assert len(prices) == 1 and prices[0]["symbol"] == BTC and prices[0]["source"] == "gemini"
+    assert len(bars) == 3 and {bar["interval"] for bar in bars} == {"1h"}
+    assert all(bar["symbol"] == BTC and bar["source"] == "gemini" for bar in bars)
