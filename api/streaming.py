@@ -126,6 +126,9 @@ class StreamHub:
         self._stopping = asyncio.Event()
 
     async def start(self, engine: Engine) -> None:
+        # Made here, not in __init__: an app's lifespan may run more than once, each time in
+        # its own event loop (TestClient, schemathesis), and an Event binds to its first.
+        self._stopping = asyncio.Event()
         redis_url = self.settings.stream_redis()
         follow = self._follow_redis(redis_url) if redis_url else self._follow_database(engine)
         self._task = asyncio.create_task(follow, name="stream-hub")
