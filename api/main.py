@@ -32,11 +32,12 @@ from api.errors import install_error_handlers, problem_response
 from api.middleware import RequestContextMiddleware, RequestMetrics
 from api.rate_limit import AuthFailureLimit, RouteLimits, build_limiter
 from api.responses import HotCache
-from api.routes import candles, health, prices, prometheus, quality_runs, symbols
+from api.routes import candles, health, prices, prometheus, quality_runs, stream, symbols
 from api.routes.health import VERSION
 from api.security import require_api_key
 from api.settings import ApiSettings, get_api_settings
 from api.state import AppState
+from api.streaming import StreamHub
 from etl.core.log import configure_logging
 from etl.db.engine import create_db_engine
 from etl.extract.gemini_client import GeminiClient
@@ -97,7 +98,7 @@ def _build_state(settings: ApiSettings) -> AppState:
 
 
 def _lifespan(
-    state: AppState, gemini: GeminiClient | None
+    state: AppState, gemini: GeminiClient | None, hub: StreamHub
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Open the engine and the Gemini client for the app's life; close them after."""
 
@@ -106,6 +107,7 @@ def _lifespan(
         engine = create_db_engine(state.settings)  # pool sized by DB_POOL_SIZE
         client = gemini or GeminiClient(state.settings)
         state.start(engine, client)
+        await hub.start(engine)
         state.registry.register(prometheus.LedgerCollector(engine))
         if not state.key_digests:
             log.warning("no API key configured: every keyed route answers 401 (set API_KEY)")
@@ -116,6 +118,7 @@ def _lifespan(
         gc.freeze()
         yield
         gc.unfreeze()
+        await hub.stop()
         if gemini is None:
             client.close()
         engine.dispose()
@@ -123,13 +126,14 @@ def _lifespan(
     return lifespan
 
 
-def _include_routers(app: FastAPI, state: AppState) -> None:
+def _include_routers(app: FastAPI, state: AppState, hub: StreamHub) -> None:
     """Authentication is attached here, so a new route is protected by default."""
     limits = RouteLimits.build(state.limiter, state.settings)
     keyed = [Depends(require_api_key)]
     app.include_router(health.build_probes(limits))
     for module in (health, prices, symbols, candles, quality_runs):
         app.include_router(module.build(limits), dependencies=keyed)
+    app.include_router(stream.build(limits, hub))  # key header or stream token, per route
     public_metrics = state.settings.metrics_public
     app.include_router(prometheus.build(limits), dependencies=[] if public_metrics else keyed)
 
@@ -140,8 +144,8 @@ def _add_middleware(app: FastAPI, state: AppState) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET"],
-            allow_headers=["X-API-Key", "X-Request-ID", "If-None-Match"],
+            allow_methods=["GET", "POST"],  # POST: /api/crypto/stream/token
+            allow_headers=["X-API-Key", "X-Request-ID", "If-None-Match", "Last-Event-ID"],
             expose_headers=[
                 "X-Request-ID",
                 "ETag",
@@ -161,12 +165,13 @@ def create_app(
     settings = settings or get_api_settings()
     configure_logging(settings)
     state = _build_state(settings)
+    hub = StreamHub(settings, state.hot_cache)
     app = FastAPI(
         title="Crypto ETL API",
         version=VERSION,
         description="Crypto prices, candles, metrics and data quality from CSV history and "
         "Gemini. Send your key in `X-API-Key`. Errors are RFC 9457 problem documents.",
-        lifespan=_lifespan(state, gemini),
+        lifespan=_lifespan(state, gemini, hub),
         docs_url=None,  # served by api.docs, without a CDN
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
@@ -175,7 +180,7 @@ def create_app(
         install_docs(app, app.openapi_url)
     app.state.api = state
     app.state.limiter = state.limiter  # slowapi finds its limiter here
-    _include_routers(app, state)
+    _include_routers(app, state, hub)
     install_error_handlers(app)
     _add_middleware(app, state)
     return app

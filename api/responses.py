@@ -112,6 +112,17 @@ class HotCache:
         self._largest = max_bytes // 16
         self._rendering: dict[str, asyncio.Task[Rendered]] = {}  # misses being rendered
         self._refreshing: dict[str, asyncio.Task[Rendered]] = {}  # stale entries, behind
+        self._generation = 0  # bumped by invalidate: a render begun before it is not kept
+
+    def invalidate(self, prefix: str) -> int:
+        """Drop every entry whose key starts with `prefix` (a new price makes `latest?...`
+        wrong at once, not after the TTL); returns how many were dropped. Renders already
+        running finish for their waiters but are not kept: they may predate the change."""
+        self._generation += 1
+        stale = [key for key in self._entries if key.startswith(prefix)]
+        for key in stale:
+            del self._entries[key]
+        return len(stale)
 
     async def get(self, key: str, render: Callable[[], bytes]) -> Rendered:
         """The cached answer, or `render()` run in the thread pool (it queries the DB)."""
@@ -132,11 +143,13 @@ class HotCache:
     def _start(
         self, key: str, render: Callable[[], bytes], flights: dict[str, asyncio.Task[Rendered]]
     ) -> asyncio.Task[Rendered]:
+        generation = self._generation
+
         async def run() -> Rendered:
             try:
                 rendered = await run_in_threadpool(lambda: Rendered.of(render()))
                 now = self._clock()
-                if len(rendered.body) <= self._largest:
+                if len(rendered.body) <= self._largest and generation == self._generation:
                     self._entries[key] = _Entry(rendered, now, now + self.ttl)
                 return rendered
             finally:

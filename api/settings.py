@@ -55,6 +55,18 @@ class ApiSettings(Settings):
     # Signs pagination cursors. Required in production: the fallback is derived from the
     # key digests, so anyone who can read a `sha256:` entry could forge cursors with it.
     cursor_secret: SecretStr | None = None
+    # Server-Sent Events (/api/crypto/stream). Updates come through Redis pub/sub when
+    # STREAM_REDIS_URL (default: RATE_LIMIT_STORAGE_URI when it is redis://) is set, else
+    # from the database, polled at most every STREAM_POLL_SECONDS.
+    stream_redis_url: str | None = None
+    stream_redis_channel: str = "crypto:updates"  # etl.load.updates.CHANNEL, the writers'
+    stream_max_per_key: int = Field(default=5, ge=1)
+    stream_max_clients: int = Field(default=1000, ge=1)
+    stream_poll_seconds: float = Field(default=0.25, gt=0)
+    stream_token_seconds: int = Field(default=60, ge=1)
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    stream_replay: int = Field(default=1000, ge=0)  # events kept for Last-Event-ID
+    stream_client_queue: int = Field(default=1000, ge=1)  # past it: a slow client, dropped
 
     @field_validator("allowed_hosts", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -104,6 +116,13 @@ class ApiSettings(Settings):
             if self.docs_enabled is not None
             else (self.environment != "production")
         )
+
+    def stream_redis(self) -> str | None:
+        """Where stream updates come from: a Redis URL, or None to follow the database."""
+        if self.stream_redis_url is not None:
+            return self.stream_redis_url or None  # STREAM_REDIS_URL= : the database
+        uri = self.rate_limit_storage_uri
+        return uri if uri.startswith(("redis://", "rediss://")) else None
 
     def plain_keys(self) -> list[str]:
         keys = [self.api_key.get_secret_value()] if self.api_key else []

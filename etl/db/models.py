@@ -96,6 +96,8 @@ class Candle(Base):
     """
 
     __tablename__ = "candle"
+    # The API follows written bars by write time (etl.read.updates): migration 0004.
+    __table_args__ = (Index("ix_candle_ingested_at", "ingested_at"),)
 
     asset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -1,0 +1,26 @@
+"""An index on `candle.ingested_at`: the API follows new and rewritten bars by their
+write time (`etl.read.updates.candles_since`, polled every STREAM_POLL_SECONDS when no
+Redis carries updates); without it every poll scans the whole candle table.
+
+Revision ID: 0004_candle_ingested
+Revises: 0002_ticker_unique
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0004_candle_ingested"
+# Written beside 0003 (another table): the lead re-parents this onto 0003 when merging.
+down_revision = "0002_ticker_unique"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_candle_ingested_at", "candle", ["ingested_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_candle_ingested_at", table_name="candle")

@@ -1,0 +1,110 @@
+"""The stream hub's bookkeeping without a server: caps, resuming, and the hot cache's
+invalidation that makes a new price visible on /latest at once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from sqlalchemy import Engine, event
+
+from api.errors import Problem
+from api.responses import HotCache
+from api.streaming import StreamHub
+from etl.read.updates import PriceUpdate
+from tests.api.helpers import api_settings
+
+
+def _hub(**overrides: object) -> StreamHub:
+    return StreamHub(api_settings("sqlite://", **overrides), HotCache(0))
+
+
+def _price(value: float) -> PriceUpdate:
+    return PriceUpdate("BTCUSD", "test", value, None, None, 0)
+
+
+def test_past_the_global_cap_a_stream_is_refused_with_503() -> None:
+    hub = _hub(stream_max_clients=3, stream_max_per_key=5)
+    for key in ("a", "b", "c"):
+        hub.subscribe(key, None)
+    with pytest.raises(Problem) as refused:
+        hub.subscribe("d", None)
+    assert (refused.value.status, refused.value.code) == (503, "stream_capacity")
+
+
+def test_an_unsubscribed_stream_gives_its_place_back() -> None:
+    hub = _hub(stream_max_per_key=1)
+    first = hub.subscribe("a", None)
+    with pytest.raises(Problem) as refused:
+        hub.subscribe("a", None)
+    assert refused.value.status == 429
+    hub.unsubscribe(first)
+    hub.unsubscribe(first)  # twice (the route's finally after a drop) counts once
+    assert hub.subscribe("a", None).key == "a"
+
+
+def test_resume_gives_the_kept_events_after_the_id_for_the_symbols() -> None:
+    hub = _hub(stream_replay=3)
+    subscriber = hub.subscribe("a", None)
+    for value in (1.0, 2.0, 3.0, 4.0):
+        hub.publish(_price(value))
+    ids = [subscriber.queue.get_nowait() for _ in range(4)]
+    first, second = (event.id for event in ids[:2] if event is not None)
+    kept = hub.resume(second, None)
+    assert not kept.lost and [e.id for e in kept.events] == [e.id for e in ids[2:] if e]
+    assert hub.resume(second, frozenset({"ETHUSD"})).events == []
+    assert hub.resume(first, None).lost is False  # the event just before the buffer
+    assert hub.resume(f"{hub.hub_id}-0", None).lost is True  # older: pushed out
+    assert hub.resume(f"{hub.hub_id}-99", None).lost is True  # never sent
+    assert hub.resume("x", None).lost is True
+
+
+def test_invalidate_drops_matching_entries_and_a_render_begun_before_it() -> None:
+    async def scenario() -> list[bytes]:
+        cache = HotCache(ttl_seconds=60)
+        await cache.get("latest?BTC", lambda: b"old")
+        await cache.get("symbols", lambda: b"kept")
+        assert cache.invalidate("latest?") == 1
+        assert (await cache.get("latest?BTC", lambda: b"new")).body == b"new"
+        # A render that started before an invalidation must not be kept after it.
+        started, release = threading.Event(), threading.Event()
+
+        def slow() -> bytes:
+            started.set()
+            release.wait(5)
+            return b"before"
+
+        racing = asyncio.create_task(cache.get("latest?ETH", slow))
+        await asyncio.to_thread(started.wait, 5)
+        cache.invalidate("latest?")
+        release.set()
+        await racing
+        return [
+            (await cache.get("latest?ETH", lambda: b"after")).body,
+            (await cache.get("symbols", lambda: b"other")).body,
+        ]
+
+    assert asyncio.run(scenario()) == [b"after", b"kept"]
+
+
+def test_stop_waits_for_the_database_read_under_way(engine: Engine) -> None:
+    """Stopping mid-read must not abandon the read's thread: it would still be querying
+    while the engine is disposed (on PostgreSQL, a schema drop then deadlocked with it)."""
+    reading, finished = threading.Event(), threading.Event()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def slow(*_: object) -> None:
+        reading.set()
+        time.sleep(0.3)
+        finished.set()
+
+    async def scenario() -> None:
+        hub = _hub(stream_redis_url="", stream_poll_seconds=0.01)
+        await hub.start(engine)
+        await asyncio.to_thread(reading.wait, 5)
+        await hub.stop()
+
+    asyncio.run(scenario())
+    assert reading.is_set() and finished.is_set()
