@@ -122,29 +122,35 @@ class StreamHub:
         self._replay: deque[tuple[int, Event]] = deque(maxlen=settings.stream_replay)
         self._subscribers: set[Subscriber] = set()
         self._per_key: Counter[str] = Counter()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        # One follower per running lifespan, by event loop: tests run an app's lifespan
+        # more than once, even overlapping, each in its own loop (TestClient, schemathesis).
+        self._runs: dict[asyncio.AbstractEventLoop, tuple[asyncio.Task[None], asyncio.Event]]
+        self._runs = {}
 
     async def start(self, engine: Engine) -> None:
-        # Made here, not in __init__: an app's lifespan may run more than once, each time in
-        # its own event loop (TestClient, schemathesis), and an Event binds to its first.
-        self._stopping = asyncio.Event()
+        stopping = asyncio.Event()
         redis_url = self.settings.stream_redis()
-        follow = self._follow_redis(redis_url) if redis_url else self._follow_database(engine)
-        self._task = asyncio.create_task(follow, name="stream-hub")
+        follow = (
+            self._follow_redis(redis_url) if redis_url else self._follow_database(engine, stopping)
+        )
+        task = asyncio.create_task(follow, name="stream-hub")
+        self._runs[asyncio.get_running_loop()] = (task, stopping)
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
+        run = self._runs.pop(asyncio.get_running_loop(), None)
+        if run is not None:
+            task, stopping = run
+            stopping.set()
             # Following the database ends on its own after the read under way: cancelling
             # would abandon that read's thread, still querying while the engine is disposed
             # (and while a test drops its schema: a deadlock, seen on PostgreSQL).
             if self.settings.stream_redis():
-                self._task.cancel()
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for subscriber in list(self._subscribers):
-            self._drop(subscriber)
+                await task
+        if not self._runs:
+            for subscriber in list(self._subscribers):
+                self._drop(subscriber)
 
     def subscribe(self, key: str, symbols: frozenset[str] | None) -> Subscriber:
         """A new subscriber; 503 past the global cap, 429 past the caller's own."""
@@ -203,7 +209,7 @@ class StreamHub:
                             subscriber.key, subscriber.bound)  # fmt: skip
                 self.unsubscribe(subscriber)
 
-    async def _follow_database(self, engine: Engine) -> None:
+    async def _follow_database(self, engine: Engine, stopping: asyncio.Event) -> None:
         def high_water() -> tuple[int, int]:
             with engine.connect() as conn:
                 return ticker_high_water(conn), candle_high_water(conn)
@@ -235,8 +241,8 @@ class StreamHub:
                 # One line, no traceback: an outage would otherwise log one per poll.
                 log.warning("following the database failed (%s); retrying", exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.stream_poll_seconds)
-            if self._stopping.is_set():
+                await asyncio.wait_for(stopping.wait(), self.settings.stream_poll_seconds)
+            if stopping.is_set():
                 return
 
     async def _follow_redis(self, url: str) -> None:

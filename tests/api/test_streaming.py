@@ -8,13 +8,15 @@ import threading
 import time
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
 from api.errors import Problem
+from api.main import create_app
 from api.responses import HotCache
 from api.streaming import StreamHub
 from etl.read.updates import PriceUpdate
-from tests.api.helpers import api_settings
+from tests.api.helpers import KEY, api_settings
 
 
 def _hub(**overrides: object) -> StreamHub:
@@ -108,3 +110,15 @@ def test_stop_waits_for_the_database_read_under_way(engine: Engine) -> None:
 
     asyncio.run(scenario())
     assert reading.is_set() and finished.is_set()
+
+
+def test_overlapping_lifespans_of_one_app_each_stop_their_own_follower(engine: Engine) -> None:
+    """Test tools run an app's lifespan in an event loop of their own, sometimes two at
+    once (schemathesis inside a TestClient): each must stop the follower it started."""
+    app = create_app(api_settings(str(engine.url.render_as_string(hide_password=False))))
+    with TestClient(app) as outer:
+        with TestClient(app) as inner:
+            assert inner.get("/api/crypto/latest", headers={"X-API-Key": KEY}).status_code == 200
+            time.sleep(0.3)  # both followers poll (every 0.25 s by default)
+        assert outer.get("/api/crypto/latest", headers={"X-API-Key": KEY}).status_code == 200
+        time.sleep(0.3)  # the outer follower still polls, in its own loop
