@@ -184,7 +184,7 @@ def test_quality_and_runs(client: TestClient) -> None:
 def test_health_probes_and_metrics(client: TestClient) -> None:
     health = client.get("/health").json()
     assert health["database"]["reachable"] is True
-    assert health["schema_version"] == health["schema_head"] == "0002_ticker_unique"
+    assert health["schema_version"] == health["schema_head"] == "0003_stream_session"
     assert health["last_run"]["status"] == "success"
     assert {f["symbol"] for f in health["freshness"]} == {"BTCUSD", "ETHUSD"}
     assert health["status"] == "degraded"  # 2021/2022 data is stale today, and says so
