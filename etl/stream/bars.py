@@ -23,8 +23,13 @@ class MinuteBars:
     known: dict[int, Bar] = field(default_factory=dict)  # open time -> newest version
     dirty: dict[int, Bar] = field(default_factory=dict)  # changed since the last take()
     last_candle_ms: int | None = None  # receipt time of the last candle update
+    listening_since_ms: int | None = None  # the subscription's start: silence counts from it
     seen_ids: set[int] = field(default_factory=set)
     seen_order: deque[int] = field(default_factory=deque)
+
+    def listening(self, now_ms: int) -> None:
+        """A (re)subscription: the candle channel gets its full grace period again."""
+        self.listening_since_ms, self.last_candle_ms = now_ms, None
 
     def on_candles(self, bars: tuple[Bar, ...], *, now_ms: int) -> int:
         """Take bars from the candle channel; returns how many changed."""
@@ -40,7 +45,8 @@ class MinuteBars:
         self.seen_order.append(trade.event_id)
         if len(self.seen_order) > KEEP_TRADE_IDS:
             self.seen_ids.discard(self.seen_order.popleft())
-        silent = self.last_candle_ms is None or now_ms - self.last_candle_ms > CANDLES_SILENT_MS
+        heard = self.last_candle_ms or self.listening_since_ms
+        silent = heard is None or now_ms - heard > CANDLES_SILENT_MS
         if not silent:
             return False
         open_time = trade.time_ms // MINUTE_MS * MINUTE_MS

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -45,6 +45,7 @@ class Trade:
     time_ms: int
     price: float
     quantity: float
+    live: bool = True  # False: one of the recent trades the book snapshot repeats
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def _l2(message: dict[str, Any]) -> list[Event]:
     levels = tuple(_level(change) for change in _list(message.get("changes"), "changes"))
     # Only the first message after subscribing carries the last trades: it is the whole book.
     if "trades" in message:
-        trades = [_trade(t) for t in _list(message.get("trades"), "trades")]
+        trades = [replace(_trade(t), live=False) for t in _list(message.get("trades"), "trades")]
         return [BookSnapshot(symbol, levels), *trades]
     return [BookChange(symbol, levels)]
 

@@ -163,6 +163,8 @@ class StreamWorker:
                 self.status.connected, self.status.since = True, time.time()
                 await asyncio.to_thread(self._backfill)
                 await ws.send(self.adapter.subscribe_message(list(self.pairs)))
+                for pair in self.pairs.values():
+                    pair.bars.listening(_now_ms())
                 session.reason = await self._receive(ws, session)
         except asyncio.CancelledError:
             if session is not None:
@@ -247,7 +249,8 @@ class StreamWorker:
         elif isinstance(event, Trade):
             if pair.last_trade is None or event.time_ms >= pair.last_trade.time_ms:
                 pair.last_trade = event
-            pair.bars.on_trade(event, now_ms=now_ms)
+            if event.live:  # the snapshot's trades may be from minutes seen only in part
+                pair.bars.on_trade(event, now_ms=now_ms)
         elif isinstance(event, CandleUpdate):
             pair.bars.on_candles(event.bars, now_ms=now_ms)
             self.updates += 1

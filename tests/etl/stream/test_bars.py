@@ -36,3 +36,11 @@ def test_trades_leave_bars_to_a_live_candle_channel() -> None:
     assert bars.on_trade(Trade("BTCUSD", 1, T0 + 5_000, 50, 1), now_ms=T0 + 5_000) is False
     later = T0 + CANDLES_SILENT_MS + 1
     assert bars.on_trade(Trade("BTCUSD", 2, later, 50, 1), now_ms=later) is True
+
+
+def test_after_a_subscription_the_candle_channel_gets_its_grace_period_first() -> None:
+    bars = MinuteBars()
+    bars.listening(T0)
+    assert bars.on_trade(Trade("BTCUSD", 1, T0 + 1_000, 50, 1), now_ms=T0 + 1_000) is False
+    later = T0 + CANDLES_SILENT_MS + 1
+    assert bars.on_trade(Trade("BTCUSD", 2, later, 50, 1), now_ms=later) is True

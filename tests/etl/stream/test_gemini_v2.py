@@ -44,7 +44,7 @@ def test_first_l2_message_is_the_whole_book_with_its_trades() -> None:
             "BTCUSD",
             (Level("bid", Decimal("9000.5"), Decimal(1)), Level("ask", Decimal(9001), Decimal(2))),
         ),
-        Trade("BTCUSD", 7, 1_700_000_000_000, 9004.21, 0.0911),
+        Trade("BTCUSD", 7, 1_700_000_000_000, 9004.21, 0.0911, live=False),
     ]
 
 
