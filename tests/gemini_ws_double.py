@@ -55,7 +55,7 @@ class GeminiWsDouble:
     @property
     def url(self) -> str:
         assert self.server is not None
-        port = self.server.sockets[0].getsockname()[1]
+        port = next(iter(self.server.sockets)).getsockname()[1]
         return f"ws://127.0.0.1:{port}"
 
     def script(self, *steps: Step) -> None:
@@ -158,7 +158,7 @@ def l2_update(symbol: str, *changes: tuple[str, str, str]) -> str:
     )
 
 
-def candles(symbol: str, *rows: list[float]) -> str:
+def candles(symbol: str, *rows: list[Any]) -> str:
     """`candles_1m_updates` with `rows` sent newest first, as Gemini does."""
     ordered = sorted(rows, key=lambda r: r[0], reverse=True)
     return json.dumps({"type": "candles_1m_updates", "symbol": symbol, "changes": ordered})

@@ -336,7 +336,8 @@ class StreamWorker:
             log.exception("stream session could not be closed")
 
     def _finish(self, error: str | None) -> None:
-        status = "failed" if error else ("partial" if self.status.bad_messages else "success")
+        troubled = self.status.bad_messages or self.status.last_error
+        status = "failed" if error else ("partial" if troubled else "success")
         sources = {"stream": {k: v for k, v in vars(self.status).items() if k != "since"}}
         finish_run(
             self.engine,
