@@ -192,7 +192,10 @@ class StreamWorker:
         while True:
             wait = max(0.0, min(idle_at, flush_at) - time.monotonic())
             try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=wait)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # lands as a message arrives, and the worker would not stop (seen in tests).
+                async with asyncio.timeout(wait):
+                    raw = await ws.recv()
             except TimeoutError:
                 if time.monotonic() >= idle_at:
                     self.status.last_error = f"no message for {idle} s"

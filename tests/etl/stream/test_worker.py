@@ -104,9 +104,12 @@ async def run_until(worker: StreamWorker, done: Callable[[], bool], timeout: flo
                     pytest.fail("the worker stopped by itself")
                 await asyncio.sleep(0.05)
     finally:
-        task.cancel()
+        task.cancel()  # as SIGTERM does in `python -m etl.stream`
+        finished, _ = await asyncio.wait({task}, timeout=5)
+        if not finished:
+            pytest.fail("the worker did not stop within 5 s of being cancelled")
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            task.result()
 
 
 def scenario(
