@@ -134,6 +134,7 @@ class StreamWorker:
                     await asyncio.to_thread(self._resolve_pairs)
                 except CONNECT_ERRORS as exc:
                     failures += 1
+                    self.status.last_error = f"{type(exc).__name__}: {exc}"
                     await asyncio.sleep(self._backoff(failures, exc))
             failures = 0
             while True:

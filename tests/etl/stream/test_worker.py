@@ -118,12 +118,14 @@ def scenario(
     rest: GeminiDouble,
     prepare: Callable[[GeminiWsDouble], None],
     done: Callable[[StreamWorker], bool],
+    overrides: dict[str, Any] | None = None,
     **worker_args: Any,
 ) -> tuple[StreamWorker, GeminiWsDouble]:
     async def play() -> tuple[StreamWorker, GeminiWsDouble]:
         ws = await GeminiWsDouble().start()
         prepare(ws)
-        worker = StreamWorker(stream_settings(settings, rest, ws), engine, **worker_args)
+        live = stream_settings(settings, rest, ws).model_copy(update=overrides or {})
+        worker = StreamWorker(live, engine, **worker_args)
         try:
             await run_until(worker, lambda: done(worker))
         finally:
@@ -303,3 +305,24 @@ def test_the_double_refuses_a_subscription_with_no_valid_pair() -> None:
             await ws.stop()
 
     assert asyncio.run(play()) == {"result": "error", "reason": "NoValidTradingPairs"}
+
+
+def test_writes_are_batched_by_update_count_not_per_message(
+    settings: Settings, engine: Engine, rest: GeminiDouble
+) -> None:
+    # The snapshot is 2 updates (book, its trade); 50 trades follow. With 20 updates per
+    # batch and a period longer than the test, that is 2 writes by count and 1 on stop:
+    # one ticker per write, not one per message.
+    trades = [trade("BTCUSD", 100 + i, T0 + 5_000 + i, f"{101 + i / 100:.2f}") for i in range(50)]
+
+    def prepare(ws: GeminiWsDouble) -> None:
+        ws.script(send(SNAPSHOT), *(send(t) for t in trades))
+
+    def done(worker: StreamWorker) -> bool:
+        return worker.status.messages >= 51
+
+    overrides = {"stream_batch_seconds": 30.0, "stream_batch_updates": 20}
+    scenario(settings, engine, rest, prepare, done, overrides)
+    lasts = [r[0] for r in rows(engine, "SELECT last FROM ticker ORDER BY observed_at")]
+    assert len(lasts) == 3
+    assert lasts[-1] == 101.49  # the final write on stop holds the newest trade
