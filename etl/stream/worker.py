@@ -80,6 +80,7 @@ class Session:
     batch_id: int
     messages: int = 0
     bad_messages: int = 0
+    good_events: int = 0  # a session of refusals and garbage is no healthy one
     reason: str | None = None
     error: str | None = None
 
@@ -154,7 +155,7 @@ class StreamWorker:
     # -- one connection ----------------------------------------------------------------
 
     async def _connect_once(self) -> bool:
-        """One connection, start to end; True when it carried messages (healthy)."""
+        """One connection, start to end; True when it carried good events (healthy)."""
         session: Session | None = None
         try:
             async with connect(
@@ -183,7 +184,7 @@ class StreamWorker:
             self.status.connected = False
             if session is not None:
                 await asyncio.to_thread(self._end, session)
-        return session is not None and session.messages > 0
+        return session is not None and session.good_events > 0
 
     async def _receive(self, ws: ClientConnection, session: Session) -> str:
         idle = self.settings.stream_idle_seconds
@@ -224,6 +225,7 @@ class StreamWorker:
                 text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
                 self._reject(problem, text, session)
                 continue
+            session.good_events += 1
             try:
                 self.on_update(event)
             except Exception:  # a subscriber's failure must not stop the stream

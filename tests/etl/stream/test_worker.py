@@ -326,3 +326,25 @@ def test_writes_are_batched_by_update_count_not_per_message(
     lasts = [r[0] for r in rows(engine, "SELECT last FROM ticker ORDER BY observed_at")]
     assert len(lasts) == 3
     assert lasts[-1] == 101.49  # the final write on stop holds the newest trade
+
+
+def test_a_session_of_refusals_is_unhealthy_and_backs_off(
+    settings: Settings, engine: Engine, rest: GeminiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    refusal = send(json.dumps({"result": "error", "reason": "NoValidTradingPairs"}))
+
+    def prepare(ws: GeminiWsDouble) -> None:
+        ws.script(refusal, DROP)
+        ws.script(refusal, DROP)
+        ws.script(send(SNAPSHOT), send(candles("BTCUSD", TRUTH[0])))
+
+    def done(worker: StreamWorker) -> bool:
+        return len(stored(engine)) == 1
+
+    with caplog.at_level(logging.WARNING, logger="etl.stream.worker"):
+        worker, ws = scenario(settings, engine, rest, prepare, done)
+    assert ws.connections == 3
+    assert [r.getMessage() for r in caplog.records].count("stream reconnecting") == 1
+    reasons = [r[0] for r in rows(engine, "SELECT reason FROM rejected_row ORDER BY id")]
+    assert reasons == ["exchange_error: NoValidTradingPairs"] * 2
+    assert [s[2] for s in sessions(engine)] == ["closed", "closed", "stopped"]
