@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         default_factory=lambda: ["1h", "1d"]
     )
 
+    # The stream worker (`python -m etl.stream`): Gemini's v2 market data WebSocket.
+    gemini_ws_url: str = "wss://api.gemini.com/v2/marketdata"
+    stream_idle_seconds: float = Field(default=30.0, gt=0)  # silence longer: reconnect
+    stream_max_backoff_seconds: float = Field(default=60.0, gt=0)
+    stream_batch_seconds: float = Field(default=1.0, gt=0)  # at most one write per period
+    stream_batch_updates: int = Field(default=500, ge=1)  # ... or per this many updates
+
     # The HTTP API's keys (the API issue); listed here so logs can mask them everywhere.
     api_key: SecretStr | None = None
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

@@ -230,3 +230,20 @@ class RejectedRow(Base):
     raw: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(EpochMs)
+
+
+class StreamSession(Base):
+    """One WebSocket connection of the stream worker: how long it lasted, what it carried,
+    and why it ended (`idle`, `closed`, `error`, `stopped`)."""
+
+    __tablename__ = "stream_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(String(36))
+    url: Mapped[str] = mapped_column(String(1024))
+    started_at: Mapped[datetime] = mapped_column(EpochMs, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(EpochMs)
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    bad_messages: Mapped[int] = mapped_column(Integer, default=0)
+    reconnect_reason: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -20,7 +20,6 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -30,13 +29,13 @@ from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from etl.core.assets import AssetRef
 from etl.core.errors import GeminiError
 from etl.core.series import SeriesStats
 from etl.db.engine import is_sqlite
 from etl.db.models import Candle, SourceBatch, Ticker
 from etl.extract.gemini_client import GeminiClient
-from etl.extract.gemini_models import GeminiSymbol, PubTicker, candles_frame
+from etl.extract.gemini_models import PubTicker, candles_frame
+from etl.extract.gemini_pairs import Selection, select_pairs
 from etl.load.writer import (
     LoadCounts,
     ensure_asset,
@@ -50,39 +49,6 @@ from etl.transform.validate import validate_candles
 
 log = logging.getLogger(__name__)
 SOURCE = "gemini"
-QUOTE_PREFERENCE = ("USD", "GUSD", "USDT", "USDC")
-
-
-@dataclass(frozen=True)
-class Selection:
-    coin: str
-    asset: AssetRef
-    symbol: GeminiSymbol
-
-
-def select_pairs(
-    coins: list[str], listed: list[GeminiSymbol], resolve: Callable[[str], AssetRef | None]
-) -> tuple[list[Selection], dict[str, str]]:
-    """A spot pair per coin from the live list (USD first); the rest with a reason."""
-    by_base: dict[str, list[GeminiSymbol]] = {}
-    for symbol in listed:
-        if not symbol.perpetual:
-            by_base.setdefault(symbol.base, []).append(symbol)
-    chosen: list[Selection] = []
-    skipped: dict[str, str] = {}
-    for coin in coins:
-        asset = resolve(coin)
-        if asset is None:
-            skipped[coin] = "unknown coin id"
-            continue
-        pairs = {s.quote: s for s in by_base.get(asset.base, [])}
-        quote = next((q for q in (asset.quote, *QUOTE_PREFERENCE) if q in pairs), None)
-        if quote is None:
-            skipped[coin] = f"Gemini lists no {asset.base} pair"
-            continue
-        pair = pairs[quote]
-        chosen.append(Selection(coin, AssetRef(asset.base, quote, asset.name, asset.coin_id), pair))
-    return chosen, skipped
 
 
 class GeminiSource:

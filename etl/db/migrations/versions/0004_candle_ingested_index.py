@@ -3,7 +3,7 @@ write time (`etl.read.updates.candles_since`, polled every STREAM_POLL_SECONDS w
 Redis carries updates); without it every poll scans the whole candle table.
 
 Revision ID: 0004_candle_ingested
-Revises: 0002_ticker_unique
+Revises: 0003_stream_session
 Create Date: 2026-12-02
 """
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0004_candle_ingested"
-# Written beside 0003 (another table): the lead re-parents this onto 0003 when merging.
-down_revision = "0002_ticker_unique"
+down_revision = "0003_stream_session"
 branch_labels = None
 depends_on = None
 
