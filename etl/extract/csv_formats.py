@@ -243,6 +243,8 @@ class YFinance(CsvFormat):
         if len(rows) < 3:
             return None
         fields, tickers, dates = (normalise_header(r) for r in rows[:3])
+        if not (fields and tickers and dates):  # a blank line among the first three
+            return None
         if (fields[0], tickers[0], dates[0]) != ("price", "ticker", "date"):
             return None
         columns = ["date"] + [f"{f}|{t}" for f, t in zip(fields[1:], tickers[1:], strict=False)]

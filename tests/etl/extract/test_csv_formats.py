@@ -190,3 +190,12 @@ def test_unsplittable_lines_keep_later_line_numbers_exact(tmp_path: Path) -> Non
         3: "BTC,2024-01-01T01:00:00Z,1,2,1,2,5,extra,fields",
         5: "BTC,2024-01-01T02:00:00Z,1,2,1,2,5",
     }
+
+
+def test_blank_lines_at_the_top_are_an_unrecognised_format_not_a_crash(tmp_path: Path) -> None:
+    """Seen with random bytes: a blank row among the first three made the yfinance check
+    index an empty header."""
+    path = tmp_path / "blank_top.csv"
+    path.write_bytes(b"\n\n\nx,y\n1,2\n")
+    with pytest.raises(UnrecognisedFormatError):
+        sniff(path)
