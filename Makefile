@@ -34,9 +34,12 @@ lock:
 	echo pip==26.3 | $(LOCK) - -o requirements/pip.lock
 
 # Migrate, run the ETL on data/raw into SQLite (data/crypto.db unless DATABASE_URL), then
-# serve the API on :8000 (a random local key is generated into .env on first run).
+# serve the API on :8000 (a random local key is generated into .env on first run) with the
+# stream worker beside it; Ctrl-C stops both (offline, the worker retries quietly).
 run: install
 	$(PY) -m etl.pipeline
+	$(PY) -m etl.stream & stream=$$!; \
+	trap 'kill $$stream 2>/dev/null; wait $$stream' EXIT INT TERM; \
 	$(PY) -m api.serve --local
 
 etl: run
