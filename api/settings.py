@@ -58,8 +58,6 @@ class ApiSettings(Settings):
     # Server-Sent Events (/api/crypto/stream). Updates come through Redis pub/sub when
     # STREAM_REDIS_URL (default: RATE_LIMIT_STORAGE_URI when it is redis://) is set, else
     # from the database, polled at most every STREAM_POLL_SECONDS.
-    stream_redis_url: str | None = None
-    stream_redis_channel: str = "crypto:updates"  # etl.load.updates.CHANNEL, the writers'
     stream_max_per_key: int = Field(default=5, ge=1)
     stream_max_clients: int = Field(default=1000, ge=1)
     stream_poll_seconds: float = Field(default=0.25, gt=0)

@@ -7,9 +7,12 @@ import asyncio
 import contextlib
 import signal
 
+import redis
+
 from etl.core.log import configure_logging
 from etl.core.settings import get_settings
 from etl.db.engine import create_db_engine, migrate
+from etl.stream.publish import RedisUpdates
 from etl.stream.worker import StreamWorker
 
 
@@ -19,6 +22,9 @@ async def _serve() -> None:
     engine = create_db_engine(settings)
     await asyncio.to_thread(migrate, engine)
     worker = StreamWorker(settings, engine)
+    if settings.stream_redis_url:  # publish on receipt, for every API process
+        client = redis.Redis.from_url(settings.stream_redis_url, socket_timeout=0.25)
+        worker.on_update = RedisUpdates(worker, client, settings.stream_redis_channel)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -10,17 +10,23 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import Engine
 from websockets.asyncio.client import connect
 
 from etl.core.settings import Settings
 from etl.extract.gemini_client import reset_breakers
+from etl.read.updates import CandleUpdate as BarUpdate
+from etl.read.updates import PriceUpdate, update_from_json
 from etl.stream.gemini_v2 import Event, Trade
+from etl.stream.publish import RedisUpdates
 from etl.stream.worker import StreamWorker
+from tests.databases import require_redis
 from tests.gemini_double import GeminiDouble, start, stop
 from tests.gemini_ws_double import (
     DROP,
@@ -119,6 +125,7 @@ def scenario(
     prepare: Callable[[GeminiWsDouble], None],
     done: Callable[[StreamWorker], bool],
     overrides: dict[str, Any] | None = None,
+    configure: Callable[[StreamWorker], None] | None = None,
     **worker_args: Any,
 ) -> tuple[StreamWorker, GeminiWsDouble]:
     async def play() -> tuple[StreamWorker, GeminiWsDouble]:
@@ -126,6 +133,8 @@ def scenario(
         prepare(ws)
         live = stream_settings(settings, rest, ws).model_copy(update=overrides or {})
         worker = StreamWorker(live, engine, **worker_args)
+        if configure is not None:
+            configure(worker)
         try:
             await run_until(worker, lambda: done(worker))
         finally:
@@ -348,3 +357,44 @@ def test_a_session_of_refusals_is_unhealthy_and_backs_off(
     reasons = [r[0] for r in rows(engine, "SELECT reason FROM rejected_row ORDER BY id")]
     assert reasons == ["exchange_error: NoValidTradingPairs"] * 2
     assert [s[2] for s in sessions(engine)] == ["closed", "closed", "stopped"]
+
+
+def test_live_updates_are_published_to_redis_on_receipt(
+    settings: Settings, engine: Engine, rest: GeminiDouble
+) -> None:
+    """The worker's Redis hook: each live trade a price (with the book's top at that
+    moment), each candle update its newest bar, in the messages the API's hub reads."""
+    url = require_redis()
+    channel = f"test-updates-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(url)
+    listener = client.pubsub()  # type: ignore[no-untyped-call]
+    listener.subscribe(channel)
+    serve_rest(rest, TRUTH[:2])
+
+    def prepare(ws: GeminiWsDouble) -> None:
+        ws.script(
+            send(SNAPSHOT),
+            send(candles("BTCUSD", TRUTH[2])),
+            send(trade("BTCUSD", 2, T0 + 2_000, "100.75")),
+        )
+
+    def done(worker: StreamWorker) -> bool:
+        return worker.status.messages >= 3
+
+    def hooked(worker: StreamWorker) -> None:
+        worker.on_update = RedisUpdates(worker, client, channel)
+
+    scenario(settings, engine, rest, prepare, done, configure=hooked)
+    updates = []
+    while (message := listener.get_message(timeout=1)) is not None:
+        if message["type"] == "message":
+            updates.append(update_from_json(message["data"]))
+    listener.close()
+    prices = [u for u in updates if isinstance(u, PriceUpdate)]
+    bars = [u for u in updates if isinstance(u, BarUpdate)]
+    assert [(p.symbol, p.source, p.price, p.bid, p.ask) for p in prices] == [
+        ("BTCUSD", "gemini", 100.75, 99.5, 100.5)
+    ]
+    assert [(b.symbol, b.open_time, b.close, b.closed) for b in bars] == [
+        ("BTCUSD", int(TRUTH[2][0]), TRUTH[2][4], True)
+    ]
