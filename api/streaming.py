@@ -156,8 +156,12 @@ class StreamHub:
         """A new subscriber; 503 past the global cap, 429 past the caller's own."""
         settings = self.settings
         if len(self._subscribers) >= settings.stream_max_clients:
-            raise Problem(503, "stream_capacity", "too many streams open; try again later",
-                          headers={"Retry-After": "5"})  # fmt: skip
+            raise Problem(
+                503,
+                "stream_capacity",
+                "too many streams open; try again later",
+                headers={"Retry-After": "5"},
+            )
         if self._per_key[key] >= settings.stream_max_per_key:
             raise Problem(
                 429,
@@ -205,8 +209,11 @@ class StreamHub:
             self.cache.invalidate("metrics?")
         for subscriber in list(self._subscribers):
             if _wanted(subscriber.symbols, event.symbol) and not subscriber.offer(event):
-                log.warning("stream client %s dropped: over %d events behind",
-                            subscriber.key, subscriber.bound)  # fmt: skip
+                log.warning(
+                    "stream client %s dropped: over %d events behind",
+                    subscriber.key,
+                    subscriber.bound,
+                )
                 self.unsubscribe(subscriber)
 
     async def _follow_database(self, engine: Engine, stopping: asyncio.Event) -> None:

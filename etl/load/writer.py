@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from etl.core.assets import AssetRef
 from etl.core.errors import LoadError
 from etl.db.engine import is_sqlite, write_transaction
-from etl.db.models import Asset, RejectedRow, SourceBatch
+from etl.db.models import Asset, RejectedRow, SourceBatch, Ticker
 from etl.load.postgres_writer import PostgresCandleWriter
 from etl.load.protocol import CandleWriter, LoadCounts
 from etl.load.sqlite_writer import SqliteCandleWriter
@@ -92,3 +92,15 @@ def batch_already_loaded(conn: Connection, sha256: str) -> bool:
 def insert_rejected(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         conn.execute(insert(RejectedRow), rows)
+
+
+def insert_ticker(conn: Connection, **values: Any) -> bool:
+    """One ticker snapshot, idempotent on (asset, source, observed_at): a retried step or a
+    repeated stream update writes it once. True when a row was written."""
+    dialect_insert = sqlite_insert if is_sqlite(conn) else pg_insert
+    statement = (
+        dialect_insert(Ticker)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["asset_id", "source", "observed_at"])
+    )
+    return bool(conn.execute(statement).rowcount)

@@ -120,9 +120,18 @@ def candles_since(
     out = []
     for written, symbol, source, interval, open_ms, close_ms, o, h, lo, c, vol in rows:
         bar = CandleUpdate(
-            symbol, source, interval, int(open_ms), int(close_ms), o, h, lo, c, vol,
+            symbol,
+            source,
+            interval,
+            int(open_ms),
+            int(close_ms),
+            o,
+            h,
+            lo,
+            c,
+            vol,
             closed=int(close_ms) <= now_ms,
-        )  # fmt: skip
+        )
         out.append((int(written), bar))
     return out
 

@@ -26,13 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from etl.core.errors import GeminiError
 from etl.core.series import SeriesStats
-from etl.db.engine import is_sqlite
-from etl.db.models import Candle, SourceBatch, Ticker
+from etl.db.models import Candle, SourceBatch
 from etl.extract.gemini_client import GeminiClient
 from etl.extract.gemini_models import PubTicker, candles_frame
 from etl.extract.gemini_pairs import Selection, select_pairs
@@ -40,6 +37,7 @@ from etl.load.writer import (
     LoadCounts,
     ensure_asset,
     insert_rejected,
+    insert_ticker,
     load_transaction,
     open_candle_writer,
 )
@@ -133,23 +131,19 @@ class _GeminiRun:
                 return {"status": "rejected", "reason": problem}
             # A Prefect retry of this step runs with the same run clock: the snapshot it
             # already stored for that time is kept, not written twice.
-            dialect_insert = sqlite_insert if is_sqlite(conn) else pg_insert
-            written = conn.execute(
-                dialect_insert(Ticker)
-                .values(
-                    asset_id=asset_id,
-                    source=SOURCE,
-                    observed_at=self.ctx.now_ms,
-                    bid=_float(ticker.bid),
-                    ask=_float(ticker.ask),
-                    last=float(ticker.last),
-                    volume_base_24h=_float(ticker.volume_in(selection.asset.base)),
-                    volume_quote_24h=_float(ticker.volume_in(selection.asset.quote)),
-                    raw=raw,
-                    run_id=self.ctx.run_id,
-                )
-                .on_conflict_do_nothing(index_elements=["asset_id", "source", "observed_at"])
-            ).rowcount
+            written = insert_ticker(
+                conn,
+                asset_id=asset_id,
+                source=SOURCE,
+                observed_at=self.ctx.now_ms,
+                bid=_float(ticker.bid),
+                ask=_float(ticker.ask),
+                last=float(ticker.last),
+                volume_base_24h=_float(ticker.volume_in(selection.asset.base)),
+                volume_quote_24h=_float(ticker.volume_in(selection.asset.quote)),
+                raw=raw,
+                run_id=self.ctx.run_id,
+            )
         if not written:
             self.result.unchanged += 1
             return {"status": "unchanged", "last": str(ticker.last)}

@@ -12,13 +12,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from etl.core.assets import AssetRef
-from etl.db.engine import is_sqlite
-from etl.db.models import Candle, SourceBatch, StreamSession, Ticker
-from etl.load.writer import ensure_asset, insert_rejected, load_transaction, open_candle_writer
+from etl.db.models import Candle, SourceBatch, StreamSession
+from etl.load.writer import (
+    ensure_asset,
+    insert_rejected,
+    insert_ticker,
+    load_transaction,
+    open_candle_writer,
+)
 from etl.read.rows import RAW_OPEN_TIME
 from etl.stream.gemini_v2 import Bar
 from etl.transform.validate import validate_candles
@@ -150,21 +153,17 @@ class StreamStore:
         self._quarantine(conn, bad, now_ms)
 
     def _tickers(self, conn: Connection, tickers: list[TickerRow]) -> None:
-        dialect_insert = sqlite_insert if is_sqlite(conn) else pg_insert
         for row in tickers:
-            conn.execute(
-                dialect_insert(Ticker)
-                .values(
-                    asset_id=row.asset_id,
-                    source=SOURCE,
-                    observed_at=row.observed_at,
-                    bid=row.bid,
-                    ask=row.ask,
-                    last=row.last,
-                    raw=row.raw,
-                    run_id=self.run_id,
-                )
-                .on_conflict_do_nothing(index_elements=["asset_id", "source", "observed_at"])
+            insert_ticker(
+                conn,
+                asset_id=row.asset_id,
+                source=SOURCE,
+                observed_at=row.observed_at,
+                bid=row.bid,
+                ask=row.ask,
+                last=row.last,
+                raw=row.raw,
+                run_id=self.run_id,
             )
 
     def _quarantine(self, conn: Connection, rejected: list[tuple[str, str]], now_ms: int) -> None:

@@ -67,8 +67,16 @@ def test_a_published_price_reaches_clients_of_every_api_process(
     with opened(servers[0], "?symbols=BTC") as one, opened(servers[1], "?symbols=BTC") as two:
         at = now_ms()
         for symbol, price in (("ETHUSD", 5.0), ("BTCUSD", 100.0)):
-            publish_price(publisher, symbol=symbol, source="gemini", price=price, bid=price - 1,
-                          ask=price + 1, as_of_ms=at, channel=channel)  # fmt: skip
+            publish_price(
+                publisher,
+                symbol=symbol,
+                source="gemini",
+                price=price,
+                bid=price - 1,
+                ask=price + 1,
+                as_of_ms=at,
+                channel=channel,
+            )
         frames = [one.next_event(), two.next_event()]
     for frame in frames:
         assert frame.event == "price" and frame.id
@@ -109,7 +117,15 @@ def test_a_malformed_message_is_skipped_and_the_stream_goes_on(
     with opened(servers[0], "?symbols=BTC") as stream:
         publisher.publish(channel, b'{"kind": "price", "symbol": ')
         publisher.publish(channel, b'{"kind": "trade"}')
-        publish_price(publisher, symbol="BTCUSD", source="gemini", price=7.0, bid=None,
-                      ask=None, as_of_ms=now_ms(), channel=channel)  # fmt: skip
+        publish_price(
+            publisher,
+            symbol="BTCUSD",
+            source="gemini",
+            price=7.0,
+            bid=None,
+            ask=None,
+            as_of_ms=now_ms(),
+            channel=channel,
+        )
         frame = stream.next_event()
     assert frame.json()["price"] == 7.0 and frame.json()["spread"] is None

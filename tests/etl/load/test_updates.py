@@ -49,7 +49,7 @@ def test_a_published_price_decodes_to_the_same_update(
             ask=2.0,
             as_of_ms=1_000,
             channel=channel,
-        ),  # fmt: skip
+        ),
     )
     assert update_from_json(data) == PriceUpdate("BTCUSD", "gemini", 1.5, 1.0, 2.0, 1_000)
 
@@ -72,7 +72,7 @@ def test_a_published_candle_decodes_to_the_same_update(
             volume=None,
             closed=False,
             channel=channel,
-        ),  # fmt: skip
+        ),
     )
     assert update_from_json(data) == CandleUpdate(
         "ETHUSD", "gemini", "1m", 0, 60_000, 1, 2, 0.5, 1.5, None, closed=False
@@ -81,6 +81,7 @@ def test_a_published_candle_decodes_to_the_same_update(
 
 def test_nobody_listening_is_not_an_error(channel_and_client: tuple[str, redis.Redis]) -> None:
     channel, client = channel_and_client
-    sent = publish_price(client, symbol="X", source="s", price=1, bid=None, ask=None,
-                         as_of_ms=0, channel=channel)  # fmt: skip
+    sent = publish_price(
+        client, symbol="X", source="s", price=1, bid=None, ask=None, as_of_ms=0, channel=channel
+    )
     assert sent == 0
