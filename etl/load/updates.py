@@ -21,13 +21,7 @@ class Publisher(Protocol):
     def publish(self, channel: str, message: bytes) -> Any: ...
 
 
-def _publish(client: Publisher, fields: dict[str, Any], channel: str) -> int:
-    receivers = client.publish(channel, json.dumps(fields, separators=(",", ":")).encode())
-    return int(receivers)
-
-
-def publish_price(
-    client: Publisher,
+def price_message(
     *,
     symbol: str,
     source: str,
@@ -35,16 +29,14 @@ def publish_price(
     bid: float | None,
     ask: float | None,
     as_of_ms: int,
-    channel: str = CHANNEL,
-) -> int:
-    """Publish one price; returns how many subscribers received it."""
+) -> bytes:
+    """One price, as published."""
     fields = {"kind": "price", "symbol": symbol, "source": source, "price": price}
     fields |= {"bid": bid, "ask": ask, "as_of": as_of_ms}
-    return _publish(client, fields, channel)
+    return _encoded(fields)
 
 
-def publish_candle(
-    client: Publisher,
+def candle_message(
     *,
     symbol: str,
     source: str,
@@ -54,11 +46,24 @@ def publish_candle(
     ohlc: tuple[float, float, float, float],
     volume: float | None,
     closed: bool,
-    channel: str = CHANNEL,
-) -> int:
-    """Publish one bar (forming or `closed`); returns how many subscribers received it."""
+) -> bytes:
+    """One bar (forming or `closed`), as published."""
     o, h, lo, c = ohlc
     fields: dict[str, Any] = {"kind": "candle", "symbol": symbol, "source": source}
     fields |= {"interval": interval, "open_time": open_time_ms, "close_time": close_time_ms}
     fields |= {"open": o, "high": h, "low": lo, "close": c, "volume": volume, "closed": closed}
-    return _publish(client, fields, channel)
+    return _encoded(fields)
+
+
+def publish_price(client: Publisher, *, channel: str = CHANNEL, **fields: Any) -> int:
+    """Publish one price (`price_message`'s fields); returns how many subscribers got it."""
+    return int(client.publish(channel, price_message(**fields)))
+
+
+def publish_candle(client: Publisher, *, channel: str = CHANNEL, **fields: Any) -> int:
+    """Publish one bar (`candle_message`'s fields); returns how many subscribers got it."""
+    return int(client.publish(channel, candle_message(**fields)))
+
+
+def _encoded(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields, separators=(",", ":")).encode()

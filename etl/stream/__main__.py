@@ -22,9 +22,11 @@ async def _serve() -> None:
     engine = create_db_engine(settings)
     await asyncio.to_thread(migrate, engine)
     worker = StreamWorker(settings, engine)
+    publisher = None
     if settings.stream_redis_url:  # publish on receipt, for every API process
         client = redis.Redis.from_url(settings.stream_redis_url, socket_timeout=0.25)
-        worker.on_update = RedisUpdates(worker, client, settings.stream_redis_channel)
+        publisher = RedisUpdates(worker, client, settings.stream_redis_channel)
+        worker.on_update = publisher
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -36,6 +38,8 @@ async def _serve() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task  # the worker flushes and closes its session and run
+        if publisher is not None:
+            publisher.close()
         worker.client.close()
         engine.dispose()
 

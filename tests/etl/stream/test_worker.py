@@ -381,10 +381,15 @@ def test_live_updates_are_published_to_redis_on_receipt(
     def done(worker: StreamWorker) -> bool:
         return worker.status.messages >= 3
 
+    publishers: list[RedisUpdates] = []
+
     def hooked(worker: StreamWorker) -> None:
-        worker.on_update = RedisUpdates(worker, client, channel)
+        publishers.append(RedisUpdates(worker, client, channel))
+        worker.on_update = publishers[0]
 
     scenario(settings, engine, rest, prepare, done, configure=hooked)
+    publishers[0].close()
+    assert (publishers[0].published, publishers[0].dropped, publishers[0].failed) == (2, 0, 0)
     updates = []
     while (message := listener.get_message(timeout=1)) is not None:
         if message["type"] == "message":
