@@ -51,6 +51,25 @@ class Health(BaseModel):
     freshness: list[Freshness]
     gemini_breaker: str
     rate_limits: RateLimitStorage
+    stream: StreamHealth | None = Field(
+        description="the stream worker's state as it last reported it; null: none ever ran"
+    )
+
+
+class StreamHealth(BaseModel):
+    state: str = Field(
+        examples=["connected"],
+        description="connected, disconnected (reconnecting), stopped, or unresponsive (no "
+        "report for three report periods: the worker is gone or stuck)",
+    )
+    connected: bool
+    since: datetime | None = Field(description="start of the current connection")
+    last_message_age_seconds: float | None
+    messages: int
+    bad_messages: int
+    reconnects: int
+    last_error: str | None
+    report_age_seconds: float | None
 
 
 class RateLimitStorage(BaseModel):

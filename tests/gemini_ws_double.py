@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class GeminiWsDouble:
     on_connect: Callable[[int], None] | None = None
     connections: int = 0  # accepted handshakes
     refused: int = 0
+    handshakes: list[float] = field(default_factory=list)  # monotonic time of each, refused too
     subscriptions: list[Any] = field(default_factory=list)
     server: Server | None = None
 
@@ -72,6 +74,7 @@ class GeminiWsDouble:
             await self.server.wait_closed()
 
     def _request(self, connection: ServerConnection, request: Request) -> Response | None:  # noqa: ARG002
+        self.handshakes.append(time.monotonic())
         if self.refuse > 0:
             self.refuse -= 1
             self.refused += 1

@@ -13,12 +13,13 @@ from api.deps import EngineDep, GeminiDep, LimiterDep, SettingsDep
 from api.errors import Problem
 from api.rate_limit import RouteLimits, storage_state
 from api.responses import age_seconds, body_of, freshness, respond, utc
-from api.schemas import Freshness, Health, Link, Live, Root, RunBrief
+from api.schemas import Freshness, Health, Link, Live, Root, RunBrief, StreamHealth
 from api.settings import ApiSettings
+from etl.core.clock import utc_now_ms
 from etl.db.engine import current_revision, head_revision
 from etl.read.assets import list_assets
 from etl.read.prices import latest_metrics
-from etl.read.runs import list_runs, schema_ok
+from etl.read.runs import StreamReport, list_runs, schema_ok, stream_report
 
 VERSION = "0.1.0"
 LINKS = (
@@ -93,26 +94,47 @@ def _last_run(run: dict[str, Any]) -> RunBrief:
     )
 
 
+def _stream(report: StreamReport | None) -> StreamHealth | None:
+    if report is None:
+        return None
+
+    def age(ms: int | None) -> float | None:
+        return None if ms is None else round(age_seconds(ms), 1)
+
+    return StreamHealth(
+        state=report.state,
+        connected=report.connected,
+        since=None if report.since_ms is None else utc(report.since_ms),
+        last_message_age_seconds=age(report.last_message_ms),
+        messages=report.messages,
+        bad_messages=report.bad_messages,
+        reconnects=report.reconnects,
+        last_error=report.last_error,
+        report_age_seconds=age(report.reported_ms),
+    )
+
+
 def _database_view(
     engine: Engine, settings: ApiSettings
-) -> tuple[dict[str, Any], str | None, RunBrief | None, list[Freshness]]:
-    """(reachability and latency, schema revision, last run, freshness): what the
-    database says, or as much of it as it said before it failed."""
+) -> tuple[dict[str, Any], str | None, RunBrief | None, list[Freshness], StreamHealth | None]:
+    """(reachability and latency, schema revision, last batch run, freshness, the stream
+    worker): what the database says, or as much of it as it said before it failed."""
     database: dict[str, Any] = {"reachable": False, "latency_ms": None}
-    revision, last_run, freshness = None, None, []
+    revision, last_run, freshness, stream = None, None, [], None
     try:
         started = time.perf_counter()
         with engine.connect() as conn:
             schema_ok(conn)
             latency_ms = round((time.perf_counter() - started) * 1000, 2)
             database = {"reachable": True, "latency_ms": latency_ms}
-            runs = list_runs(conn, 1)
+            runs = list_runs(conn, 1, batch_only=True)
+            stream = _stream(stream_report(conn, utc_now_ms()))
         revision = current_revision(engine)
         last_run = _last_run(runs[0]) if runs else None
         freshness = _freshness(engine, settings.stale_after_intervals)
     except SQLAlchemyError:
         pass
-    return database, revision, last_run, freshness
+    return database, revision, last_run, freshness, stream
 
 
 def build(limits: RouteLimits) -> APIRouter:
@@ -139,9 +161,11 @@ def build(limits: RouteLimits) -> APIRouter:
         gemini: GeminiDep,
         limiter: LimiterDep,
     ) -> Response:
-        """Database reachability and latency, schema version, the last ETL run, data
-        freshness per asset, the Gemini breaker state, version and platform."""
-        database, revision, last_run, freshness = _database_view(engine, settings)
+        """Database reachability and latency, schema version, the last batch ETL run, data
+        freshness per asset, the Gemini breaker state, the stream worker's state, version
+        and platform. Degraded when any part is: a stream worker that is reconnecting or
+        unresponsive counts; one stopped on purpose does not."""
+        database, revision, last_run, freshness, stream = _database_view(engine, settings)
         head = head_revision()
         rate_limits = storage_state(limiter, settings)
         ok = (
@@ -149,6 +173,7 @@ def build(limits: RouteLimits) -> APIRouter:
             and revision == head
             and not rate_limits["degraded"]
             and not any(f.stale for f in freshness)
+            and (stream is None or stream.state in ("connected", "stopped"))
         )
         body = Health(
             status="ok" if ok else "degraded",
@@ -161,6 +186,7 @@ def build(limits: RouteLimits) -> APIRouter:
             freshness=freshness,
             gemini_breaker=gemini.breaker_state,
             rate_limits=rate_limits,
+            stream=stream,
         )
         return respond(request, body_of(body), max_age=0)
 

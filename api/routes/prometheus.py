@@ -1,12 +1,12 @@
 """`/metrics`: Prometheus exposition (request counts and latency by route and status,
 rate-limit refusals, and, read from the ledger at scrape time, ETL rows and durations per
-source of the last run and data age per series)."""
+source of the last batch run, data age per series, and the stream worker's state)."""
 
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,16 +14,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.deps import RegistryDep
 from api.rate_limit import RouteLimits
 from api.responses import freshness
+from etl.core.clock import utc_now_ms
 from etl.read.assets import list_assets
 from etl.read.prices import latest_metrics
-from etl.read.runs import list_runs
+from etl.read.runs import StreamReport, list_runs, stream_report
 
 
 class LedgerCollector(Collector):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         rows = GaugeMetricFamily(
             "etl_last_run_rows", "Rows of the last ETL run", labels=["source", "outcome"]
         )
@@ -40,7 +41,7 @@ class LedgerCollector(Collector):
         )
         try:
             with self.engine.connect() as conn:
-                runs = list_runs(conn, 1)
+                runs = list_runs(conn, 1, batch_only=True)
                 if runs:
                     run = runs[0]
                     for source, counts in (run["sources"] or {}).items():
@@ -55,9 +56,36 @@ class LedgerCollector(Collector):
                     for m in latest_metrics(conn, asset.id):
                         _, age, _ = freshness(m, stale_after_intervals=0)
                         data_age.add_metric([asset.symbol, m["source"], m["interval"]], age)
+                stream = stream_report(conn, utc_now_ms())
         except SQLAlchemyError:
-            pass
+            stream = None
         yield from (rows, duration, failed, data_age)
+        if stream is not None:
+            yield from _stream_metrics(stream, utc_now_ms())
+
+
+def _stream_metrics(report: StreamReport, now_ms: int) -> Iterator[Metric]:
+    """The stream worker's last report (its counts restart with the worker, as counters
+    do with a process)."""
+    state = GaugeMetricFamily(
+        "stream_state", "1 for the stream worker's current state", labels=["state"]
+    )
+    for name in ("connected", "disconnected", "stopped", "unresponsive"):
+        state.add_metric([name], 1.0 if report.state == name else 0.0)
+    yield state
+    yield GaugeMetricFamily("stream_connected", "1 while connected", value=float(report.connected))
+    for name, value, text in (
+        ("stream_messages", report.messages, "Messages received"),
+        ("stream_bad_messages", report.bad_messages, "Messages quarantined"),
+        ("stream_reconnects", report.reconnects, "Reconnections"),
+    ):
+        yield CounterMetricFamily(name, text, value=float(value))
+    for name, at, text in (
+        ("stream_last_message_age_seconds", report.last_message_ms, "Since the last message"),
+        ("stream_report_age_seconds", report.reported_ms, "Since the worker last reported"),
+    ):
+        if at is not None:
+            yield GaugeMetricFamily(name, text, value=max(0.0, (now_ms - at) / 1000))
 
 
 def build(limits: RouteLimits) -> APIRouter:

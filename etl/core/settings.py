@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     stream_max_backoff_seconds: float = Field(default=60.0, gt=0)
     stream_batch_seconds: float = Field(default=1.0, gt=0)  # at most one write per period
     stream_batch_updates: int = Field(default=500, ge=1)  # ... or per this many updates
+    # Gemini's public WebSocket request limit: a connection costs two (connect, subscribe).
+    stream_requests_per_minute: int = Field(default=12, ge=2)
+    # How often the worker writes its state into its run row (for /health, /metrics).
+    stream_report_seconds: float = Field(default=5.0, gt=0)
     # Redis carrying live updates from the stream worker to every API process: the worker
     # publishes there when set; the API also falls back to RATE_LIMIT_STORAGE_URI.
     stream_redis_url: str | None = None

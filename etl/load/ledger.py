@@ -28,6 +28,20 @@ def start_run(engine: Engine, *, run_id: str, trigger: str, now_ms: int) -> None
         )
 
 
+def report_run(
+    engine: Engine, *, run_id: str, sources: dict[str, Any], secrets: Sequence[str] = ()
+) -> None:
+    """A running run's progress (a long-lived run's state), stored masked and bounded as
+    `finish_run` stores its outcome."""
+    mask = _mask(engine, secrets)
+    with engine.begin() as conn:
+        conn.execute(
+            update(EtlRun)
+            .where(EtlRun.id == run_id, EtlRun.finished_at.is_(None))
+            .values(sources=stored(sources, mask))
+        )
+
+
 def finish_run(
     engine: Engine,
     *,
@@ -41,7 +55,7 @@ def finish_run(
     """The run's outcome, stored as the API will serve it: every text masked as logs mask it
     (`secrets`, the engine's own password, any URL's password) and bounded in size. Returns
     the sources and error as stored, for whatever reports the run elsewhere."""
-    mask = SecretMask([s for s in (*secrets, engine.url.password or "") if len(s) >= 4])
+    mask = _mask(engine, secrets)
     kept_sources = stored(sources, mask)
     kept_error = None if error is None else stored(error, mask)
     with engine.begin() as conn:
@@ -51,6 +65,11 @@ def finish_run(
             .values(status=status, sources=kept_sources, error=kept_error, finished_at=now_ms)
         )
     return kept_sources, kept_error
+
+
+def _mask(engine: Engine, secrets: Sequence[str]) -> SecretMask:
+    """Masks `secrets` and the engine's own password (values under 4 chars are no secret)."""
+    return SecretMask([s for s in (*secrets, engine.url.password or "") if len(s) >= 4])
 
 
 def stored(value: Any, mask: SecretMask) -> Any:

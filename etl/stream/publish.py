@@ -131,7 +131,7 @@ class RedisUpdates:
             for message in batch:
                 pipe.publish(self.channel, message)
             pipe.execute()
-        except redis.RedisError as exc:
+        except Exception as exc:  # this thread must outlive any failure: it is the only one
             self.failed += len(batch)
             if not self.down:
                 log.warning("stream updates not published: Redis failed", extra={"error": str(exc)})

@@ -7,7 +7,11 @@ the subscribe message; then messages until the connection drops, or nothing arri
 `STREAM_IDLE_SECONDS` (the watchdog), or the worker is stopped. Writes are micro-batched:
 one transaction per `STREAM_BATCH_SECONDS` or per `STREAM_BATCH_UPDATES` updates.
 Reconnects back off exponentially with jitter up to `STREAM_MAX_BACKOFF_SECONDS`, with one
-warning per backoff step (not per attempt), so an offline machine stays quiet.
+warning per backoff step (not per attempt), so an offline machine stays quiet; and however
+healthy the connections were, they are opened at most at Gemini's documented request rate
+(`STREAM_REQUESTS_PER_MINUTE`, 12: a connection costs two, the connect and the subscribe).
+Every `STREAM_REPORT_SECONDS` the worker's state (`StreamStatus`) is written into its run
+row, which is how `/health` and `/metrics` in other processes see it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyrate_limiter import Limiter, Rate
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
@@ -30,7 +36,7 @@ from etl.core.errors import GeminiError, LoadError
 from etl.core.settings import Settings
 from etl.extract.gemini_client import GeminiClient
 from etl.extract.gemini_pairs import select_pairs
-from etl.load.ledger import finish_run, start_run
+from etl.load.ledger import finish_run, report_run, start_run
 from etl.stream.bars import MinuteBars
 from etl.stream.book import Book, CrossedBook
 from etl.stream.gemini_v2 import (
@@ -61,6 +67,20 @@ class StreamStatus:
     bad_messages: int = 0
     reconnects: int = 0
     last_error: str | None = None
+
+    def row(self, *, report_every_s: float) -> dict[str, Any]:
+        """As stored in the run row (`etl.read.runs.stream_report` reads it back)."""
+        return {
+            "connected": self.connected,
+            "since_ms": _ms(self.since),
+            "last_message_ms": _ms(self.last_message_at),
+            "messages": self.messages,
+            "bad_messages": self.bad_messages,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+            "reported_ms": _now_ms(),
+            "report_every_ms": int(report_every_s * 1000),
+        }
 
 
 @dataclass
@@ -104,8 +124,11 @@ class StreamWorker:
         client: GeminiClient | None = None,
         adapter: GeminiV2 | None = None,
         on_update: Callable[[Event], None] | None = None,
+        request_window_seconds: float = 60.0,
     ) -> None:
-        """`on_update` sees every good event as it arrives (before the batched write)."""
+        """`on_update` sees every good event as it arrives (before the batched write).
+        `request_window_seconds`: the window of `STREAM_REQUESTS_PER_MINUTE` (tests
+        shorten it)."""
         self.settings, self.engine = settings, engine
         self.client = client or GeminiClient(settings)
         self.adapter = adapter or GeminiV2()
@@ -122,6 +145,8 @@ class StreamWorker:
         self.pending = Pending()
         self.updates = 0  # since the last flush
         self._warned_step = 0.0
+        window_ms = int(request_window_seconds * 1000)
+        self.requests = Limiter(Rate(settings.stream_requests_per_minute, window_ms))
 
     async def run(self) -> None:
         """Until cancelled: connect, stream, reconnect. Cancelling it stops cleanly."""
@@ -129,6 +154,7 @@ class StreamWorker:
             start_run, self.engine, run_id=self.run_id, trigger="stream", now_ms=_now_ms()
         )
         failures, error = 0, None
+        reporter = asyncio.create_task(self._report_every())
         try:
             while not self.pairs:  # the symbol list comes from REST, which may be down too
                 try:
@@ -150,13 +176,31 @@ class StreamWorker:
             error = None if isinstance(exc, asyncio.CancelledError) else repr(exc)
             raise
         finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
             await asyncio.to_thread(self._finish, error)
+
+    async def _report_every(self) -> None:
+        """The worker's state into its run row, now and then every report period; a
+        database failure here is logged and retried at the next period."""
+        every = self.settings.stream_report_seconds
+        while True:
+            sources = {"stream": self.status.row(report_every_s=every)}
+            try:
+                await asyncio.to_thread(
+                    report_run, self.engine, run_id=self.run_id, sources=sources
+                )
+            except SQLAlchemyError as exc:
+                log.warning("stream state not recorded", extra={"error": str(exc)})
+            await asyncio.sleep(every)
 
     # -- one connection ----------------------------------------------------------------
 
     async def _connect_once(self) -> bool:
         """One connection, start to end; True when it carried good events (healthy)."""
         session: Session | None = None
+        # a connection costs two requests (connect, subscribe): wait for both in the window
+        await self.requests.try_acquire_async("gemini-ws", weight=2)
         try:
             async with connect(
                 self.settings.gemini_ws_url, open_timeout=self.settings.stream_idle_seconds
@@ -344,7 +388,9 @@ class StreamWorker:
     def _finish(self, error: str | None) -> None:
         troubled = self.status.bad_messages or self.status.last_error
         status = "failed" if error else ("partial" if troubled else "success")
-        sources = {"stream": {k: v for k, v in vars(self.status).items() if k != "since"}}
+        self.status.connected = False
+        every = self.settings.stream_report_seconds
+        sources = {"stream": self.status.row(report_every_s=every)}
         finish_run(
             self.engine,
             run_id=self.run_id,
@@ -387,6 +433,10 @@ def _ticker(pair: PairState) -> TickerRow | None:
 
 def _ignore(event: Event) -> None:  # noqa: ARG001 - the default hook does nothing
     return None
+
+
+def _ms(epoch_s: float | None) -> int | None:
+    return None if epoch_s is None else int(epoch_s * 1000)
 
 
 def _now_ms() -> int:

@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 
 from etl.core.settings import Settings
 from etl.extract.gemini_client import reset_breakers
+from etl.read.runs import StreamReport, stream_report
 from etl.read.updates import CandleUpdate as BarUpdate
 from etl.read.updates import PriceUpdate, update_from_json
 from etl.stream.gemini_v2 import Event, Trade
@@ -403,3 +404,90 @@ def test_live_updates_are_published_to_redis_on_receipt(
     assert [(b.symbol, b.open_time, b.close, b.closed) for b in bars] == [
         ("BTCUSD", int(TRUTH[2][0]), TRUTH[2][4], True)
     ]
+
+
+def test_connections_are_opened_at_most_at_the_documented_request_rate(
+    settings: Settings, engine: Engine, rest: GeminiDouble
+) -> None:
+    """Each connection carries good data and drops: without the cap it would be reopened
+    at once, again and again. With 4 requests per window (two connections, a connection
+    costing a connect and a subscribe), no window holds a third."""
+    serve_rest(rest, [])
+
+    def prepare(ws: GeminiWsDouble) -> None:
+        for bar in TRUTH[:4]:
+            ws.script(send(SNAPSHOT), send(candles("BTCUSD", bar)), DROP)
+
+    def done(worker: StreamWorker) -> bool:
+        return worker.status.reconnects >= 4
+
+    window = 0.6
+    _, ws = scenario(
+        settings,
+        engine,
+        rest,
+        prepare,
+        done,
+        overrides={"stream_requests_per_minute": 4},
+        request_window_seconds=window,
+    )
+    times = ws.handshakes
+    assert len(times) >= 4
+    gaps = [later - first for first, later in zip(times, times[2:], strict=False)]
+    assert min(gaps) >= window * 0.95
+    assert stored(engine) == expected(TRUTH[:4])  # throttled, nothing lost
+
+
+def run_row(engine: Engine, run_id: str) -> Any:
+    return rows(engine, f"SELECT status, finished_at FROM etl_run WHERE id = '{run_id}'")[0]
+
+
+def test_the_worker_reports_its_state_in_its_run_row_while_it_runs(
+    settings: Settings, engine: Engine, rest: GeminiDouble
+) -> None:
+    serve_rest(rest, [])
+    seen: list[StreamReport] = []
+
+    def prepare(ws: GeminiWsDouble) -> None:
+        ws.script(send(SNAPSHOT), send(candles("BTCUSD", TRUTH[0])))
+
+    def done(worker: StreamWorker) -> bool:
+        with engine.connect() as conn:
+            report = stream_report(conn, int(time.time() * 1000))
+        if report is not None and report.messages >= 3:
+            seen.append(report)
+        return bool(seen)
+
+    worker, _ = scenario(
+        settings, engine, rest, prepare, done, overrides={"stream_report_seconds": 0.05}
+    )
+    [live] = seen
+    assert live.run_id == worker.run_id
+    assert (live.state, live.connected, live.bad_messages) == ("connected", True, 0)
+    assert live.since_ms is not None and live.last_message_ms is not None
+    with engine.connect() as conn:
+        final = stream_report(conn, int(time.time() * 1000))
+    assert final is not None
+    assert (final.state, final.connected) == ("stopped", False)
+    assert final.messages == worker.status.messages
+    assert run_row(engine, worker.run_id)[0] == "success"
+
+
+def test_an_unreachable_exchange_is_reported_disconnected_with_its_error(
+    settings: Settings, engine: Engine, rest: GeminiDouble
+) -> None:
+    seen: list[StreamReport] = []
+
+    def prepare(ws: GeminiWsDouble) -> None:
+        ws.refuse = 100
+
+    def done(worker: StreamWorker) -> bool:  # noqa: ARG001
+        with engine.connect() as conn:
+            report = stream_report(conn, int(time.time() * 1000))
+        if report is not None and report.last_error:
+            seen.append(report)
+        return bool(seen)
+
+    scenario(settings, engine, rest, prepare, done, overrides={"stream_report_seconds": 0.05})
+    assert (seen[0].state, seen[0].connected) == ("disconnected", False)
+    assert "503" in (seen[0].last_error or "")
