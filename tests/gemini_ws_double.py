@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,3 +178,20 @@ def minute_bars(first_ms: int, count: int, price: float = 100.0) -> list[list[fl
             [first_ms + i * MINUTE_MS, close - 0.5, close + 1.0, close - 1.0, close, 1.0 + i]
         )
     return rows
+
+
+@contextmanager
+def served_in_thread(double: GeminiWsDouble) -> Iterator[GeminiWsDouble]:
+    """`double` served by its own event loop in a thread, for tests whose client is
+    another process (the stream worker as `python -m etl.stream`)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="ws-double", daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(double.start(), loop).result(timeout=10)
+    try:
+        yield double
+    finally:
+        asyncio.run_coroutine_threadsafe(double.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
