@@ -491,3 +491,43 @@ def test_an_unreachable_exchange_is_reported_disconnected_with_its_error(
     scenario(settings, engine, rest, prepare, done, overrides={"stream_report_seconds": 0.05})
     assert (seen[0].state, seen[0].connected) == ("disconnected", False)
     assert "503" in (seen[0].last_error or "")
+
+
+def test_a_ten_minute_outage_leaves_no_hole_and_the_ledger_says_what_happened(
+    settings: Settings, engine: Engine, rest: GeminiDouble
+) -> None:
+    """The exchange drops the stream, then refuses every connection while ten minutes go
+    by; when it is back, REST has those minutes and the live stream carries on after
+    them. The stored series equals the exchange's, bar by bar."""
+    truth = minute_bars(T0, 14)  # minutes 2-11 happen during the outage
+
+    def prepare(ws: GeminiWsDouble) -> None:
+        def connecting(n: int) -> None:
+            serve_rest(rest, truth[:2] if n == 0 else truth[:12])
+            if n == 0:
+                ws.refuse = 3  # the next three handshakes: the outage
+
+        ws.on_connect = connecting
+        ws.script(send(SNAPSHOT), send(candles("BTCUSD", truth[1], truth[0])), DROP)
+        ws.script(send(SNAPSHOT), send(candles("BTCUSD", truth[13], truth[12])))
+
+    def done(worker: StreamWorker) -> bool:
+        return len(stored(engine)) == 14 and worker.status.connected
+
+    worker, ws = scenario(
+        settings,
+        engine,
+        rest,
+        prepare,
+        done,
+        overrides={"stream_report_seconds": 0.05},
+    )
+    assert stored(engine) == expected(truth)
+    assert (ws.connections, ws.refused) == (2, 3)
+    assert worker.status.reconnects == 4  # the drop, then three refusals
+    first, second = sessions(engine)
+    assert (first[2], second[2]) == ("closed", "stopped")
+    with engine.connect() as conn:
+        report = stream_report(conn, int(time.time() * 1000))
+    assert report is not None and report.reconnects == 4
+    assert "503" in (report.last_error or "")  # the refusals, the last error seen
