@@ -303,9 +303,8 @@ def stream_mismatch(compose: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
 
     def settings(name: str) -> ApiSettings:
         env = compose_env.environment(services[name])
-        return ApiSettings.model_construct(
-            **{k.lower(): v for k, v in env.items() if k.lower() in read}
-        )
+        given: dict[str, Any] = {k.lower(): v for k, v in env.items() if k.lower() in read}
+        return ApiSettings.model_construct(**given)  # unvalidated: these three fields only
 
     stream, api = settings("stream"), settings("api")
     pairs = {
