@@ -4,6 +4,8 @@ Each service of docker-compose.yml is started as a local process group with its 
 command (compose `command:` or the image's `CMD`) and its OWN environment (the image's
 `ENV`, then compose `environment:` interpolated from an operator's `.env`). PostgreSQL
 and Redis are the local servers; `prefect-server` is a real `prefect server start`.
+Gemini (REST and the market data WebSocket) is a pair of local doubles whose URLs the
+operator's `.env` gives the stream service (`GEMINI_BASE_URL`, `GEMINI_WS_URL`).
 
 The mappings a container engine would do, done here explicitly:
 - each service gets a fake root `<tmp>/<service>`: the image's `COPY` sources are copied
@@ -12,14 +14,18 @@ The mappings a container engine would do, done here explicitly:
   prefixed with the root. Only what the Dockerfile copies is there (no `.env`, no tests);
 - `python`, `alembic` and `prefect` on PATH run this interpreter (the image's install);
 - `service:port` in URLs becomes the local address (`postgres:5432` -> PostgreSQL here,
-  `redis:6379/0` -> a free Redis database, `prefect-server:4200` -> a free port);
-- a service listening on 0.0.0.0 listens on 127.0.0.1 and a free port instead.
+  `redis:6379/0` -> a free Redis database, `prefect-server:4200` -> a free port), and
+  the `.env` names its own `STREAM_REDIS_CHANNEL` (pub/sub ignores database numbers);
+- a service listening on 0.0.0.0 listens on 127.0.0.1 and a free port instead;
+- a service's healthcheck is compose's, else the image's; `disable: true` means none.
 Not rehearsed (needs an engine): image builds, named volumes, the Docker network and DNS,
-users and file permissions inside the images, the postgres/redis images themselves.
+users and file permissions inside the images, the postgres/redis images themselves,
+`read_only`/`tmpfs`/`cap_drop`/`security_opt` and `restart` policies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
@@ -28,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -40,8 +47,12 @@ from urllib.parse import urlsplit
 import redis
 import yaml
 
+from api.settings import ApiSettings
+from tests import gemini_double
 from tests.databases import REDIS_URL, postgres_database
 from tests.deploy import compose_env
+from tests.gemini_double import GeminiDouble
+from tests.gemini_ws_double import GeminiWsDouble, Step
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {"python": None, "alembic": "alembic", "prefect": "prefect"}  # name -> `-m` module
@@ -186,17 +197,20 @@ def prepare(stage: Stage, compose: Mapping[str, Any], name: str) -> Service:
     strays = foreign_hosts(env, local | {"127.0.0.1", "localhost"})
     if strays:
         raise RehearsalError(f"{name}: URLs point at hosts no service provides: {strays}")
-    test = list(spec.get("healthcheck", {}).get("test") or ["CMD", *image.healthcheck])
+    own = spec.get("healthcheck", {})
+    test = list(own.get("test") or ["CMD", *image.healthcheck])
     check = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    if own.get("disable") or test == ["NONE"]:
+        check = []
     return Service(name, root, workdir, command, env, stage.tmp / f"{name}.log", check)
 
 
 def foreign_hosts(env: Mapping[str, str], local: set[str]) -> dict[str, str]:
     """Variables whose URL host is not local after the rewrite (a typo'd service name).
-    https URLs are the outside world's (Gemini), not a compose service's."""
+    https and wss URLs are the outside world's (Gemini), not a compose service's."""
     out = {}
     for key, value in env.items():
-        if re.match(r"^[a-z][a-z0-9+]*://", value) and not value.startswith("https://"):
+        if re.match(r"^[a-z][a-z0-9+]*://", value) and not value.startswith(("https://", "wss://")):
             host = urlsplit(value).hostname
             if host is not None and host not in local:
                 out[key] = value
@@ -271,9 +285,33 @@ def healthy(stage: Stage, service: Service) -> bool | None:
 def up(stage: Stage, compose: Mapping[str, Any], timeout: float) -> None:
     """`docker compose up`: each service once its dependencies are healthy."""
     services = compose["services"]
+    if mismatch := stream_mismatch(compose):
+        raise RehearsalError(f"stream: publishes where the api does not listen: {mismatch}")
     for name in compose_env.up_order(services, set(SUBSTITUTED)):
         service = start(stage, prepare(stage, compose, name))
         wait_for(stage, name, "healthy", partial(healthy, stage, service), timeout)
+
+
+def stream_mismatch(compose: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Where the stream service publishes against where the api's SSE hub listens (by the
+    hub's own rule, `ApiSettings.stream_redis`), for each that differs: a hub on another
+    Redis or channel, or following the database, never sees the worker's live updates."""
+    services = compose["services"]
+    if not {"stream", "api"} <= services.keys():
+        return {}
+    read = {"stream_redis_url", "stream_redis_channel", "rate_limit_storage_uri"}
+
+    def settings(name: str) -> ApiSettings:
+        env = compose_env.environment(services[name])
+        given: dict[str, Any] = {k.lower(): v for k, v in env.items() if k.lower() in read}
+        return ApiSettings.model_construct(**given)  # unvalidated: these three fields only
+
+    stream, api = settings("stream"), settings("api")
+    pairs = {
+        "STREAM_REDIS_URL": (stream.stream_redis_url or "", api.stream_redis() or ""),
+        "STREAM_REDIS_CHANNEL": (stream.stream_redis_channel, api.stream_redis_channel),
+    }
+    return {key: pair for key, pair in pairs.items() if pair[0] != pair[1]}
 
 
 def _empty_redis_db(host: str, port: int) -> int:
@@ -297,6 +335,7 @@ def local_backends(tmp: Path) -> Iterator[Stage]:
             "api:8000": f"127.0.0.1:{ports['api']}",
         }
         dotenv = operator_dotenv(pg.username or "postgres", pg.database or "")
+        dotenv["STREAM_REDIS_CHANNEL"] = f"crypto:rehearsal-{secrets.token_hex(4)}"
         stage = Stage(tmp, dotenv, addresses, redis_db, ports)
         try:
             yield stage
@@ -306,3 +345,26 @@ def local_backends(tmp: Path) -> Iterator[Stage]:
             redis.Redis(
                 host=rd.hostname or "127.0.0.1", port=rd.port or 6379, db=redis_db
             ).flushdb()
+
+
+@contextmanager
+def gemini_doubles(*scripts: list[Step]) -> Iterator[tuple[str, str]]:
+    """Gemini's REST API and market data WebSocket as local servers: (REST URL, WebSocket
+    URL). Each WebSocket connection plays the next of `scripts`; the WebSocket double runs
+    on its own thread's event loop, as a server elsewhere would."""
+    rest = gemini_double.start(GeminiDouble(now_ms=int(time.time() * 1000)))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="gemini-ws-double", daemon=True)
+    thread.start()
+    ws = GeminiWsDouble()
+    for script in scripts:
+        ws.script(*script)
+    try:
+        asyncio.run_coroutine_threadsafe(ws.start(), loop).result(timeout=10)
+        yield rest.url, ws.url
+    finally:
+        asyncio.run_coroutine_threadsafe(ws.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()
+        gemini_double.stop(rest)

@@ -72,7 +72,7 @@ def test_services_start_after_their_dependencies() -> None:
     services = rehearse.load_compose(DOTENV)["services"]
     order = compose_env.up_order(services, {"postgres", "redis"})
     assert order.index("prefect-server") < order.index("etl-worker")
-    assert set(order) == {"prefect-server", "api", "etl-worker"}
+    assert set(order) == {"prefect-server", "api", "etl-worker", "stream"}
 
 
 def _stage(tmp_path: Path) -> rehearse.Stage:
@@ -87,13 +87,46 @@ def _stage(tmp_path: Path) -> rehearse.Stage:
 
 def test_every_url_a_service_gets_points_at_a_service_the_rehearsal_runs(tmp_path: Path) -> None:
     compose = rehearse.load_compose(DOTENV)
-    for name in ("api", "etl-worker"):
+    for name in ("api", "etl-worker", "stream"):
         env = rehearse.prepare(_stage(tmp_path / name), compose, name).env
         assert env["DATABASE_URL"].startswith("postgresql://postgres:"), name
         assert "@127.0.0.1:5432/crypto" in env["DATABASE_URL"], name
     worker = rehearse.prepare(_stage(tmp_path / "w"), compose, "etl-worker").env
     assert worker["PREFECT_API_URL"] == "http://127.0.0.1:4201/api"
     assert Path(worker["KAGGLE_DATA_PATH"], "coin_Bitcoin.csv").is_file()  # the bind mount
+    api = rehearse.prepare(_stage(tmp_path / "a"), compose, "api").env
+    stream = rehearse.prepare(_stage(tmp_path / "s"), compose, "stream")
+    # The worker publishes where every API worker's SSE hub listens.
+    assert stream.env["STREAM_REDIS_URL"] == api["STREAM_REDIS_URL"] == "redis://127.0.0.1:6379/15"
+    assert stream.env["STREAM_REDIS_CHANNEL"] == api["STREAM_REDIS_CHANNEL"] == "crypto:updates"
+    # Gemini itself is the outside world unless the operator's .env says otherwise.
+    assert stream.env["GEMINI_WS_URL"] == "wss://api.gemini.com/v2/marketdata"
+    assert stream.env["GEMINI_BASE_URL"] == "https://api.gemini.com"
+    assert stream.command == ["python", "-m", "etl.stream"]
+    assert stream.healthcheck == []  # compose disables the image's Prefect check
+
+
+def test_the_stream_service_takes_gemini_and_its_channel_from_dotenv(tmp_path: Path) -> None:
+    dotenv = DOTENV | {
+        "GEMINI_WS_URL": "ws://127.0.0.1:9001",
+        "GEMINI_BASE_URL": "http://127.0.0.1:9002",
+        "STREAM_REDIS_CHANNEL": "elsewhere",
+    }
+    env = rehearse.prepare(_stage(tmp_path), rehearse.load_compose(dotenv), "stream").env
+    assert (env["GEMINI_WS_URL"], env["GEMINI_BASE_URL"], env["STREAM_REDIS_CHANNEL"]) == (
+        "ws://127.0.0.1:9001",
+        "http://127.0.0.1:9002",
+        "elsewhere",
+    )
+
+
+def test_a_stream_channel_the_api_does_not_follow_is_caught() -> None:
+    compose: dict[str, Any] = copy.deepcopy(rehearse.load_compose(DOTENV))
+    compose["services"]["api"]["environment"]["STREAM_REDIS_CHANNEL"] = "crypto:other"
+    assert rehearse.stream_mismatch(compose) == {
+        "STREAM_REDIS_CHANNEL": ("crypto:updates", "crypto:other")
+    }
+    assert rehearse.stream_mismatch(rehearse.load_compose(DOTENV)) == {}
 
 
 def test_a_wrong_url_is_caught_before_anything_starts(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def k8s() -> list[dict[str, Any]]:
 
 def test_compose_has_every_service_with_real_builds_and_healthchecks() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "prefect-server", "api", "etl-worker"}
+    assert set(services) == {"postgres", "redis", "prefect-server", "api", "etl-worker", "stream"}
     for name, service in services.items():
         assert "image" in service or "build" in service, name
         if "build" in service:
@@ -69,7 +69,7 @@ def test_compose_has_every_service_with_real_builds_and_healthchecks() -> None:
 
 def test_compose_environment_uses_only_real_settings_and_sets_the_required_ones() -> None:
     services = compose()["services"]
-    for name in ("api", "etl-worker"):
+    for name in ("api", "etl-worker", "stream"):
         env = services[name]["environment"]
         unknown = set(env) - SETTING_NAMES - FOREIGN
         assert not unknown, f"{name} sets variables no setting reads: {unknown}"
@@ -80,6 +80,32 @@ def test_compose_environment_uses_only_real_settings_and_sets_the_required_ones(
         "http://prefect-server:"
     )
     assert services["api"]["ports"] == ["8000:8000"]
+
+
+def test_compose_runs_one_hardened_stream_worker_on_the_apis_redis_channel() -> None:
+    services = compose()["services"]
+    stream, api = services["stream"], services["api"]
+    assert stream["build"] == services["etl-worker"]["build"]  # the ETL image
+    assert stream["command"] == ["python", "-m", "etl.stream"]  # exec form: python gets SIGTERM
+    importlib.import_module("etl.stream.__main__")
+    for backend in ("postgres", "redis"):
+        assert stream["depends_on"][backend]["condition"] == "service_healthy"
+    env = stream["environment"]
+    assert env["STREAM_REDIS_URL"] == api["environment"]["STREAM_REDIS_URL"]
+    assert env["STREAM_REDIS_URL"].startswith("redis://redis:6379/")
+    assert env["STREAM_REDIS_CHANNEL"] == api["environment"]["STREAM_REDIS_CHANNEL"]
+    assert env["GEMINI_WS_URL"].endswith(":-wss://api.gemini.com/v2/marketdata}")
+    assert "PREFECT_API_URL" not in env and "API_KEYS" not in env  # needs neither
+    assert "ports" not in stream and "expose" not in stream
+    assert stream["restart"] == "unless-stopped" and "deploy" not in stream  # no replicas
+    # The image's HEALTHCHECK asks PREFECT_API_URL, which this service has not: disabled.
+    checks = [line for line in dockerfile("Dockerfile.etl") if line.startswith("HEALTHCHECK")]
+    assert "PREFECT_API_URL" in checks[-1]
+    assert stream["healthcheck"] == {"disable": True}
+    assert stream["read_only"] is True and stream["tmpfs"] == ["/tmp"]  # noqa: S108 - a tmpfs
+    assert stream["cap_drop"] == ["ALL"]
+    assert stream["security_opt"] == ["no-new-privileges:true"]
+    assert "USER 10001" in dockerfile("Dockerfile.etl")  # the image's non-root user
 
 
 @pytest.mark.parametrize(
@@ -129,10 +155,35 @@ def test_kubernetes_manifest_probes_real_routes_and_uses_real_settings() -> None
     assert set(secret["stringData"]) <= SETTING_NAMES | FOREIGN
     assert set(config["data"]) <= SETTING_NAMES | FOREIGN
     assert config["data"]["RATE_LIMIT_STORAGE_URI"].startswith("redis://")
+    assert config["data"]["STREAM_REDIS_URL"].startswith("redis://")
     names = {d["metadata"]["name"] for d in docs}
     for doc in docs:
         for ref in re.findall(r"'(?:configMapRef|secretRef)': \{'name': '([^']+)'", str(doc)):
             assert ref in names
+
+
+def test_kubernetes_runs_exactly_one_hardened_stream_worker() -> None:
+    docs = k8s()
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    stream = deployments["crypto-stream"]["spec"]
+    worker = deployments["crypto-etl-worker"]["spec"]
+    # Two pods would write and publish every update twice, even briefly during a rollout.
+    assert stream["replicas"] == 1 and stream["strategy"] == {"type": "Recreate"}
+    pod = stream["template"]["spec"]
+    assert pod["securityContext"] == worker["template"]["spec"]["securityContext"]
+    [container] = pod["containers"]
+    [worker_container] = worker["template"]["spec"]["containers"]
+    assert container["image"] == worker_container["image"]  # the ETL image
+    assert container["command"] == ["python", "-m", "etl.stream"]
+    assert container["envFrom"] == worker_container["envFrom"]  # the same ConfigMap/Secret
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {"requests", "limits"} <= container["resources"].keys()
+    assert "ports" not in container
+    assert not [d for d in docs if d["kind"] == "Service" and "stream" in d["metadata"]["name"]]
 
 
 def test_env_example_documents_every_setting() -> None:

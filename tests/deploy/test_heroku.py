@@ -50,12 +50,54 @@ def app_env() -> dict[str, str]:
 
 def test_procfile_serves_web_on_port_and_migrates_on_release() -> None:
     entries = procfile()
-    assert set(entries) == {"web", "release"}
+    assert set(entries) == {"web", "release", "stream"}
     assert entries["release"] == "alembic upgrade head"
     web = entries["web"]
     assert web.endswith("python -m api.serve") and "API_PORT=$PORT" in web
     assert importlib.util.find_spec("api.serve") is not None
     assert set(re.findall(r"\b([A-Z_]+)=", web)) <= SETTING_NAMES
+
+
+def expanded(line: str, command: str, variable: str, env: dict[str, str]) -> str:
+    """`variable` as the Procfile line's own assignments set it for `command`, in bash."""
+    assert line.endswith(command)
+    probe = line.removesuffix(command) + f"printenv {variable}"
+    done = subprocess.run(  # noqa: S603 - our own Procfile line, bash as Heroku runs it
+        ["bash", "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"REDIS_URL": "redis://h:6379"},  # the add-on alone
+        {
+            "REDIS_URL": "rediss://h:6380",
+            "RATE_LIMIT_STORAGE_URI": "rediss://h:6380?ssl_cert_reqs=none",
+        },
+        {"REDIS_URL": "redis://h:6379", "STREAM_REDIS_URL": "redis://other:6379/2"},
+        {"REDIS_URL": "redis://h:6379", "STREAM_REDIS_URL": ""},  # both follow the database
+        {},  # no add-on: the web follows the database, the worker publishes nowhere
+    ],
+    ids=["addon", "tls-override", "own-url", "explicitly-none", "no-redis"],
+)
+def test_the_stream_dyno_publishes_where_the_web_dynos_hub_listens(
+    config: dict[str, str],
+) -> None:
+    entries = procfile()
+    assert importlib.util.find_spec("etl.stream.__main__") is not None
+    env = {"PATH": "/usr/bin:/bin", **config}
+    published = expanded(entries["stream"], "python -m etl.stream", "STREAM_REDIS_URL", env)
+    web: dict[str, Any] = {
+        "rate_limit_storage_uri": expanded(
+            entries["web"], "python -m api.serve", "RATE_LIMIT_STORAGE_URI", env
+        )
+    }
+    if "STREAM_REDIS_URL" in config:
+        web["stream_redis_url"] = config["STREAM_REDIS_URL"]
+    hub = ApiSettings.model_construct(**web).stream_redis()  # the web's own rule
+    assert published == (hub or "")
 
 
 def test_app_json_provisions_postgres_redis_and_production_secrets() -> None:

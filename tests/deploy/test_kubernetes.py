@@ -85,6 +85,7 @@ def test_probes_pass_with_the_host_header_the_kubelet_sends(tmp_path: Path) -> N
         "api_keys": "k" * 40,
         "cursor_secret": "c" * 40,
         "rate_limit_storage_uri": "memory://",
+        "stream_redis_url": "",  # the manifest's Redis host is not here: follow the database
     }
     settings = get_api_settings(_env_file=None, **values)
     engine = create_db_engine(settings)
