@@ -404,7 +404,8 @@ class StreamWorker:
         """The wait before the next attempt: exponential, capped, jittered; one warning
         each time the step grows, none while it stays at the cap."""
         cap = self.settings.stream_max_backoff_seconds
-        step: float = min(cap, min(1.0, cap) * 2.0 ** (failures - 1))
+        # the exponent is bounded: 2.0 ** 1024 overflows, and an outage may last that long
+        step: float = min(cap, min(1.0, cap) * 2.0 ** min(failures - 1, 60))
         if step > self._warned_step:
             self._warned_step = step
             log.warning("stream reconnecting", extra={"wait_seconds": step, "error": str(error)})

@@ -531,3 +531,17 @@ def test_a_ten_minute_outage_leaves_no_hole_and_the_ledger_says_what_happened(
         report = stream_report(conn, int(time.time() * 1000))
     assert report is not None and report.reconnects == 4
     assert "503" in (report.last_error or "")  # the refusals, the last error seen
+
+
+def test_the_backoff_stays_at_its_cap_however_long_the_outage(
+    settings: Settings, engine: Engine
+) -> None:
+    """Hours offline are thousands of failures in a row: the wait stays capped (it once
+    overflowed at 1,025 and the worker died)."""
+    worker = StreamWorker(settings.model_copy(update={"stream_max_backoff_seconds": 60}), engine)
+    try:
+        waits = [worker._backoff(failures, "offline") for failures in (1, 7, 1_025, 10**6)]
+    finally:
+        worker.client.close()
+    assert 0.5 <= waits[0] <= 1.0
+    assert all(30 <= wait <= 60 for wait in waits[1:])
