@@ -93,15 +93,22 @@ class VenueDouble:
     def price(self, base: str) -> float:
         return PRICES[base] * self.price_factor
 
-    def bars(self, step_s: int, count: int, since_s: int | None) -> list[int]:
-        """Open times (s) of the bars served: the newest (still open) at `now`, back
-        `count` bars, or every bar after `since_s`."""
+    def unit(self, base: str) -> float:
+        """Price steps scale with the price (1 for BTC): ADA's bid stays positive."""
+        return self.price(base) / PRICES["BTC"]
+
+    def bars(self, step_s: int, count: int, since_s: int | None) -> list[tuple[int, int]]:
+        """(open time s, position) of the bars served: the newest (still open) at `now`, back
+        `count` bars, or every bar from `since_s`. A bar's values follow from its position
+        against the newest (`candle_count - 1`), so a bar served twice is the same bar."""
         newest = self.now_ms // 1000 // step_s * step_s
-        times = [newest - i * step_s for i in reversed(range(count))]
+        first = newest - (count - 1) * step_s
         if since_s is not None:
             first = since_s // step_s * step_s
-            times = list(range(first, newest + 1, step_s))
-        return times
+        return [
+            (t, self.candle_count - 1 - (newest - t) // step_s)
+            for t in range(first, newest + 1, step_s)
+        ]
 
     # implemented per venue
     def route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
@@ -149,20 +156,18 @@ class KrakenDouble(VenueDouble):
             return 200, {"error": [], "result": {pair: self._ticker(base)}}
         if path == "/0/public/OHLC":
             step = int(query.get("interval", "1")) * 60
-            since = int(query["since"]) + 1 if "since" in query else None  # bars after it
-            rows = [
-                self._bar(t, base, i)
-                for i, t in enumerate(self.bars(step, self.candle_count, since))
-            ]
+            # Kraken serves the bars after `since` (ccxt asks from one bar before)
+            since = (int(query["since"]) // step + 1) * step if "since" in query else None
+            rows = [self._bar(t, base, i) for t, i in self.bars(step, self.candle_count, since)]
             last = rows[-1][0] if rows else 0
             return 200, {"error": [], "result": {pair: rows, "last": last}}
         return 404, {"error": ["EGeneral:Unknown method"]}
 
     def _ticker(self, base: str) -> dict[str, Any]:
-        price = self.price(base)
+        price, unit = self.price(base), self.unit(base)
         return {
-            "a": [f"{price + 0.1:.5f}", "1", "1.000"],
-            "b": [f"{price - 0.1:.5f}", "2", "2.000"],
+            "a": [f"{price + 0.1 * unit:.5f}", "1", "1.000"],
+            "b": [f"{price - 0.1 * unit:.5f}", "2", "2.000"],
             "c": [f"{price:.5f}", "0.00100000"],
             "v": ["812.50000000", "2500.25000000"],
             "p": [f"{price * 0.99:.5f}", f"{price * 0.995:.5f}"],
@@ -173,14 +178,15 @@ class KrakenDouble(VenueDouble):
         }
 
     def _bar(self, open_s: int, base: str, i: int) -> list[Any]:
-        close = self.price(base) + i
+        unit = self.unit(base)
+        close = self.price(base) + i * unit
         return [
             open_s,
-            f"{close - 0.5:.5f}",
-            f"{close + 1:.5f}",
-            f"{close - 1:.5f}",
+            f"{close - 0.5 * unit:.5f}",
+            f"{close + unit:.5f}",
+            f"{close - unit:.5f}",
             f"{close:.5f}",
-            f"{close - 0.2:.5f}",
+            f"{close - 0.2 * unit:.5f}",
             f"{0.5 * (i + 1):.8f}",
             10 + i,
         ]
@@ -275,14 +281,14 @@ class BitstampDouble(VenueDouble):
             step = int(query.get("step", "60"))
             limit = int(query.get("limit", "1000"))
             since = int(query["start"]) if "start" in query else None
-            times = self.bars(step, min(limit, self.candle_count), since)[:limit]
-            bars = [self._bar(t, base, i) for i, t in enumerate(times)]
+            served = self.bars(step, min(limit, self.candle_count), since)[:limit]
+            bars = [self._bar(t, base, i) for t, i in served]
             name = f"{base}/{BITSTAMP_MARKETS[pair][1]}"
             return 200, {"data": {"pair": name, "market": pair, "ohlc": bars}}
         return 404, {"status": "error", "reason": "Not found", "code": "API0001"}
 
     def _ticker(self, pair: str, base: str) -> dict[str, Any]:
-        price = self.price(base)
+        price, unit = self.price(base), self.unit(base)
         return {
             "timestamp": str(self.now_ms // 1000),
             "open": f"{price * 0.98:.2f}",
@@ -291,8 +297,8 @@ class BitstampDouble(VenueDouble):
             "last": f"{price:.2f}",
             "volume": "1234.56780000",
             "vwap": f"{price * 0.995:.2f}",
-            "bid": f"{price - 1:.2f}",
-            "ask": f"{price + 1:.2f}",
+            "bid": f"{price - unit:.6f}",
+            "ask": f"{price + unit:.6f}",
             "side": "0",
             "open_24": f"{price * 0.97:.2f}",
             "percent_change_24": "3.09",
@@ -301,13 +307,14 @@ class BitstampDouble(VenueDouble):
         }
 
     def _bar(self, open_s: int, base: str, i: int) -> dict[str, str]:
-        close = self.price(base) + i
+        unit = self.unit(base)
+        close = self.price(base) + i * unit
         return {
             "timestamp": str(open_s),
-            "open": f"{close - 0.5:.2f}",
-            "high": f"{close + 1:.2f}",
-            "low": f"{close - 1:.2f}",
-            "close": f"{close:.2f}",
+            "open": f"{close - 0.5 * unit:.6f}",
+            "high": f"{close + unit:.6f}",
+            "low": f"{close - unit:.6f}",
+            "close": f"{close:.6f}",
             "volume": f"{0.25 * (i + 1):.8f}",
         }
 

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # What ccxt's parsers raise on a payload of the wrong shape (a list where a dict was due).
 _PARSE_ERRORS = (TypeError, KeyError, ValueError, IndexError, AttributeError)
+_NOT_ASKED = object()  # last_json_response before a request (markets already loaded)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class VenueClient:
         self.settings = settings
         options = {
             "enableRateLimit": True,
+            "enableLastJsonResponse": True,  # None after a body that is not JSON
             "timeout": int(settings.exchange_timeout_seconds * 1000),
             **(config or {}),
         }
@@ -240,8 +242,9 @@ class VenueClient:
     def _attempt(self, what: str, fetch: Callable[[], T]) -> T:
         started = time.monotonic()
         self._last_status = None
+        self.exchange.last_json_response = _NOT_ASKED
         try:
-            return fetch()
+            result = fetch()
         except ccxt.BaseError as exc:
             kind, error = failure_kind(exc, self._last_status)
             raise error(self.venue, kind, f"{what}: {_first_line(exc)}") from exc
@@ -254,6 +257,11 @@ class VenueClient:
                 "venue call",
                 extra={"venue": self.venue, "call": what, "seconds": time.monotonic() - started},
             )
+        # ccxt hands a body it could not parse (an HTML page with status 200) to the
+        # venue's parser as text, which often reads it as "no data" rather than failing
+        if self.exchange.last_json_response is None:
+            raise VenueError(self.venue, "malformed", f"{what}: the answer is not JSON")
+        return result
 
 
 def _number(value: Any) -> float | None:

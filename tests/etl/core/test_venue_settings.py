@@ -8,6 +8,11 @@ from pydantic import ValidationError
 from etl.core.settings import ccxt_venues, get_settings, secret_values
 
 
+@pytest.fixture(autouse=True)
+def _default_venues(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXCHANGES")  # the suite's conftest narrows it to gemini
+
+
 def test_defaults_poll_four_venues_in_usd_and_gemini_stays_its_own_source() -> None:
     settings = get_settings(_env_file=None)
     assert settings.exchanges == ["gemini", "kraken", "coinbase", "bitstamp"]
