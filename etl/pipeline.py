@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from etl.core.assets import AssetRegistry
 from etl.core.clock import utc_now_ms
 from etl.core.log import configure_logging, correlation, secrets_of
-from etl.core.settings import Settings, get_settings
+from etl.core.settings import Settings, ccxt_venues, get_settings
 from etl.db.engine import create_db_engine, migrate, write_transaction
 from etl.load.ledger import finish_run, insert_quality, start_run, upsert_metric
 from etl.read.series import latest_spread, series_profile, series_window
@@ -169,11 +169,26 @@ def run_pipeline(
             engine.dispose()
 
 
+def live_sources(settings: Settings) -> list[Source]:
+    """The venues of `EXCHANGES`: Gemini's own source, then one ccxt source per other venue."""
+    sources: list[Source] = []
+    if "gemini" in settings.exchanges:
+        sources.append(GeminiSource())
+    venues = ccxt_venues(settings)
+    if venues:
+        # ccxt is the ETL image's dependency (like Prefect): the API image, which imports
+        # this module too, never loads it
+        from etl.sources.ccxt_venues import VenueSource
+
+        sources.extend(VenueSource(venue) for venue in venues)
+    return sources
+
+
 def build_sources(args: argparse.Namespace, settings: Settings) -> list[Source]:
     csv_paths = [Path(p) for p in args.csv] if args.csv else [settings.kaggle_data_path]
     sources: list[Source] = [CsvSource(csv_paths, default_symbol=args.csv_symbol)]
     if not args.no_live:
-        sources.append(GeminiSource())
+        sources.extend(live_sources(settings))
     return sources
 
 
@@ -252,6 +267,8 @@ def format_summary(summary: RunSummary) -> str:
         lines.extend(f"    {line}" for line in _detail_lines(counts.get("details", [])))
         if name == "gemini" and counts["status"] == "failed":
             lines.append("    live data skipped: Gemini could not be reached (see errors)")
+        elif name != "csv" and counts["status"] == "failed":
+            lines.append(f"    live data skipped: {name} could not be reached (see errors)")
     if summary.error:
         lines.append(f"  error: {summary.error}")
     return "\n".join(lines) + "\n"

@@ -16,8 +16,11 @@ from tests.databases import postgres_schema
 
 @pytest.fixture(autouse=True)
 def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Live calls go to a closed local port unless a test points them at its double."""
+    """Live calls go to a closed local port unless a test points them at its double; the
+    ccxt venues are polled only where a test asks for them."""
     monkeypatch.setenv("GEMINI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("EXCHANGES", "gemini")
+    monkeypatch.delenv("EXCHANGE_URLS", raising=False)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

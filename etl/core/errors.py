@@ -97,3 +97,25 @@ class GeminiRequestError(GeminiError):
 class GeminiBusyError(GeminiError):
     """Our own pacer had no free slot in time: nothing was sent, so this is neither retried
     nor counted against the host by the breaker."""
+
+
+class VenueError(EtlError):
+    """A call to an exchange through ccxt that did not produce usable data; `kind` names the
+    failure: rate_limited, unavailable, timeout, malformed, bad_request, circuit_open,
+    unsupported, other."""
+
+    code = "venue_error"
+
+    def __init__(self, venue: str, kind: str, message: str) -> None:
+        super().__init__(f"{venue} {kind}: {message}")
+        self.venue = venue
+        self.kind = kind
+
+
+class VenueTransientError(VenueError):
+    """Worth retrying: rate limited, unavailable (5xx, maintenance, refused), timed out."""
+
+
+class VenueRequestError(VenueError):
+    """Our request was refused (an unknown symbol, a bad parameter): never retried, never
+    trips the venue's breaker."""

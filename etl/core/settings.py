@@ -7,8 +7,10 @@ names of the original README keep working (`DATABASE_URL`, `COIN_IDS`, `KAGGLE_D
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +30,12 @@ GEMINI_TIME_FRAMES = {
 }
 
 
+# Bar intervals the venue sources may ask for (ccxt's names are ours).
+VENUE_INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "6h", "1d")
+_VENUE_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+_QUOTE = re.compile(r"^[A-Z0-9]{2,10}$")
+
+
 def normalise_database_url(url: str) -> str:
     """Map the URL spellings users paste to the driver we ship (psycopg2 on Postgres)."""
     url = url.strip()
@@ -42,6 +50,21 @@ def split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def split_pairs(value: object) -> object:
+    """`kraken=https://a, bitstamp=https://b` from the environment -> a dict; dicts pass."""
+    if not isinstance(value, str):
+        return value
+    pairs: dict[str, str] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        name, sep, url = part.partition("=")
+        if not sep or not name.strip() or not url.strip():
+            raise ValueError(f"expected venue=url, got {part.strip()!r}")
+        pairs[name.strip().lower()] = url.strip()
+    return pairs
 
 
 class Settings(BaseSettings):
@@ -86,6 +109,32 @@ class Settings(BaseSettings):
         default_factory=lambda: ["1h", "1d"]
     )
 
+    # The venues polled each run (`etl.sources.ccxt_venues` through ccxt; `gemini` is the
+    # Gemini source above, never fetched twice) and the quotes a coin is paired against:
+    # USDT and USDC are their own quotes, never read as USD.
+    exchanges: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["gemini", "kraken", "coinbase", "bitstamp"]
+    )
+    quotes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["USD"])
+    # venue -> base URL replacing ccxt's own (a proxy; the tests' local doubles)
+    exchange_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    exchange_timeout_seconds: float = Field(default=10.0, gt=0)  # per HTTP request
+    exchange_retries: int = Field(default=3, ge=1, le=10)  # attempts per call
+    exchange_backoff_seconds: float = Field(default=0.5, ge=0)  # first retry wait, doubled
+    exchange_breaker_failures: int = Field(default=5, ge=1)
+    exchange_breaker_reset_seconds: float = Field(default=60.0, gt=0)
+    exchange_candle_intervals: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["1h", "1d"]
+    )
+    exchange_candle_limit: int = Field(default=100, ge=2, le=720)  # bars per first window
+
+    # The consolidated price (etl.transform.consolidate): tickers older than this are
+    # stale, quotes further than k median absolute deviations from the median are outliers,
+    # and fewer venues than the minimum fall back to the freshest single venue.
+    consolidate_max_age_seconds: float = Field(default=120.0, gt=0)
+    consolidate_mad_k: float = Field(default=5.0, gt=0)
+    consolidate_min_sources: int = Field(default=2, ge=1)
+
     # The stream worker (`python -m etl.stream`): Gemini's v2 market data WebSocket.
     gemini_ws_url: str = "wss://api.gemini.com/v2/marketdata"
     stream_idle_seconds: float = Field(default=30.0, gt=0)  # silence longer: reconnect
@@ -113,11 +162,49 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     @field_validator(
-        "coin_ids", "gemini_candle_intervals", "api_keys", "csv_allowed_roots", mode="before"
+        "coin_ids",
+        "gemini_candle_intervals",
+        "api_keys",
+        "csv_allowed_roots",
+        "exchanges",
+        "quotes",
+        "exchange_candle_intervals",
+        mode="before",
     )
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return split_commas(value)
+
+    @field_validator("exchange_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        return split_pairs(value)
+
+    @field_validator("exchanges")
+    @classmethod
+    def _venue_ids(cls, value: list[str]) -> list[str]:
+        venues = [v.lower() for v in value]
+        bad = [v for v in venues if not _VENUE_ID.match(v)]
+        if bad:
+            raise ValueError(f"not exchange ids (ccxt's, e.g. kraken): {bad}")
+        return list(dict.fromkeys(venues))
+
+    @field_validator("quotes")
+    @classmethod
+    def _quote_codes(cls, value: list[str]) -> list[str]:
+        quotes = [q.upper() for q in value]
+        bad = [q for q in quotes if not _QUOTE.match(q)]
+        if bad or not quotes:
+            raise ValueError(f"quotes are currency codes such as USD, USDT: {bad or 'none'}")
+        return list(dict.fromkeys(quotes))
+
+    @field_validator("exchange_candle_intervals")
+    @classmethod
+    def _known_venue_intervals(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in VENUE_INTERVALS]
+        if unknown:
+            raise ValueError(f"no {unknown} venue candles; use {list(VENUE_INTERVALS)}")
+        return value
 
     @field_validator("gemini_candle_intervals")
     @classmethod
@@ -126,6 +213,18 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"Gemini has no {unknown} candles; use {sorted(GEMINI_TIME_FRAMES)}")
         return value
+
+    @model_validator(mode="after")
+    def _venue_urls(self) -> Settings:
+        for venue, url in self.exchange_urls.items():
+            if venue == "gemini":
+                raise ValueError("EXCHANGE_URLS: Gemini's URL is GEMINI_BASE_URL")
+            if venue not in self.exchanges:
+                raise ValueError(f"EXCHANGE_URLS names {venue!r}, which EXCHANGES does not list")
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"EXCHANGE_URLS: {venue} URL is not http(s)://host...")
+        return self
 
     @model_validator(mode="after")
     def _resolve_database_url(self) -> Settings:
@@ -155,10 +254,17 @@ def csv_roots(settings: Settings) -> list[Path]:
 def secret_values(settings: Settings) -> list[str]:
     """Every secret the settings hold, in plain text, for log masking (longest first)."""
     values = [settings.postgres_password, make_url(settings.database_url).password or ""]
+    # a proxy URL may carry credentials (https://user:secret@proxy/...)
+    values += [urlsplit(url).password or "" for url in settings.exchange_urls.values()]
     for secret in (settings.gemini_api_key, settings.api_key, *settings.api_keys):
         if secret is not None:
             values.append(secret.get_secret_value())
     return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+
+def ccxt_venues(settings: Settings) -> list[str]:
+    """The venues fetched through ccxt: `EXCHANGES` but Gemini, which has its own client."""
+    return [venue for venue in settings.exchanges if venue != "gemini"]
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -49,6 +49,8 @@ from urllib3.exceptions import ReadTimeoutError
 
 from etl.core.errors import GeminiBusyError, GeminiError, GeminiRequestError, GeminiTransientError
 from etl.core.settings import GEMINI_TIME_FRAMES, Settings
+from etl.extract.breakers import reset_breakers as reset_breakers
+from etl.extract.breakers import shared_breaker
 from etl.extract.gemini_models import (
     CandleRow,
     GeminiSymbol,
@@ -65,31 +67,16 @@ API_PACER_WAIT_SECONDS = 3.0  # an API request answers 503 rather than queue lon
 CHUNK_BYTES = 65_536
 T = TypeVar("T")
 
-_BREAKERS: dict[tuple[str, int, float], pybreaker.CircuitBreaker] = {}
-_BREAKERS_LOCK = threading.Lock()
-
 
 def breaker_for(host: str, settings: Settings) -> pybreaker.CircuitBreaker:
-    """One breaker per host and breaker settings, per process. Clients that agree on
-    `GEMINI_BREAKER_FAILURES`/`_RESET_SECONDS` share its state; a client with other values
-    gets its own breaker rather than silently running on the first client's."""
-    key = (host, settings.gemini_breaker_failures, settings.gemini_breaker_reset_seconds)
-    with _BREAKERS_LOCK:
-        if key not in _BREAKERS:
-            _BREAKERS[key] = pybreaker.CircuitBreaker(
-                fail_max=settings.gemini_breaker_failures,
-                reset_timeout=settings.gemini_breaker_reset_seconds,
-                exclude=[GeminiRequestError],
-                throw_new_error_on_trip=False,
-                name=host,
-            )
-        return _BREAKERS[key]
-
-
-def reset_breakers() -> None:
-    """Forget every breaker (tests, or an operator after fixing the network)."""
-    with _BREAKERS_LOCK:
-        _BREAKERS.clear()
+    """One breaker per host and `GEMINI_BREAKER_*` values, per process; a 400 (our own bad
+    request) never trips it."""
+    return shared_breaker(
+        host,
+        fail_max=settings.gemini_breaker_failures,
+        reset_seconds=settings.gemini_breaker_reset_seconds,
+        exclude=[GeminiRequestError],
+    )
 
 
 @dataclass(frozen=True)

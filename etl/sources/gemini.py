@@ -15,35 +15,18 @@ malformed, ...) and the run goes on: the source is `partial` when some calls fai
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from sqlalchemy import Connection, func, insert, select
-
 from etl.core.errors import GeminiError
-from etl.core.series import SeriesStats
-from etl.db.models import Candle, SourceBatch
 from etl.extract.gemini_client import GeminiClient
 from etl.extract.gemini_models import PubTicker, candles_frame
 from etl.extract.gemini_pairs import Selection, select_pairs
-from etl.load.writer import (
-    LoadCounts,
-    ensure_asset,
-    insert_rejected,
-    insert_ticker,
-    load_transaction,
-    open_candle_writer,
-)
-from etl.read.rows import RAW_OPEN_TIME
 from etl.sources.base import RunContext, SourceResult
-from etl.transform.validate import validate_candles
+from etl.sources.live_rows import LiveRows
 
 log = logging.getLogger(__name__)
 SOURCE = "gemini"
@@ -69,6 +52,7 @@ class _GeminiRun:
     def __init__(self, ctx: RunContext, client: GeminiClient) -> None:
         self.ctx, self.client = ctx, client
         self.result = SourceResult(SOURCE)
+        self.rows = LiveRows(ctx, self.result, source=SOURCE, format="gemini_candles")
         self.failures: Counter[str] = Counter()
         self.calls = 0
         self.last_error: str | None = None
@@ -120,134 +104,26 @@ class _GeminiRun:
         self.result.details.append(detail)
 
     def _store_ticker(self, selection: Selection, ticker: PubTicker) -> dict[str, Any]:
-        path = f"/v1/pubticker/{selection.symbol.symbol}"
-        raw = ticker.model_dump(mode="json")
-        problem = _ticker_problem(ticker)
-        self.result.read += 1
-        with self._transaction() as conn:
-            asset_id = ensure_asset(conn, selection.asset)
-            if problem:
-                self._quarantine(conn, path, [(None, json.dumps(raw), problem)])
-                return {"status": "rejected", "reason": problem}
-            # A Prefect retry of this step runs with the same run clock: the snapshot it
-            # already stored for that time is kept, not written twice.
-            written = insert_ticker(
-                conn,
-                asset_id=asset_id,
-                source=SOURCE,
-                observed_at=self.ctx.now_ms,
-                bid=_float(ticker.bid),
-                ask=_float(ticker.ask),
-                last=float(ticker.last),
-                volume_base_24h=_float(ticker.volume_in(selection.asset.base)),
-                volume_quote_24h=_float(ticker.volume_in(selection.asset.quote)),
-                raw=raw,
-                run_id=self.ctx.run_id,
-            )
-        if not written:
-            self.result.unchanged += 1
-            return {"status": "unchanged", "last": str(ticker.last)}
-        self.result.inserted += 1
-        return {"status": "loaded", "last": str(ticker.last)}
+        stored = self.rows.store_ticker(
+            selection.asset,
+            path=f"/v1/pubticker/{selection.symbol.symbol}",
+            raw=ticker.model_dump(mode="json"),
+            observed_at=self.ctx.now_ms,  # a Prefect retry runs with the same run clock
+            bid=_float(ticker.bid),
+            ask=_float(ticker.ask),
+            last=float(ticker.last),
+            volume_base_24h=_float(ticker.volume_in(selection.asset.base)),
+            volume_quote_24h=_float(ticker.volume_in(selection.asset.quote)),
+        )
+        if "last" in stored:
+            stored["last"] = str(ticker.last)
+        return stored
 
     def _store_candles(
         self, selection: Selection, interval: str, rows: list[Any]
     ) -> dict[str, int]:
         path = f"/v2/candles/{selection.symbol.symbol}/{interval}"
-        frame = candles_frame(rows)
-        frame["line"] = np.arange(1, len(frame) + 1)  # position in the (sorted) response
-        frame["parse_error"] = None
-        with self._transaction() as conn:
-            asset_id = ensure_asset(conn, selection.asset)
-            frame["asset_id"] = float(asset_id)
-            newest = _newest_open(conn, asset_id, interval)
-            if newest is not None:  # resume from the newest stored bar (it may have grown)
-                frame = frame[frame["open_time"] >= newest]
-            checked = validate_candles(
-                frame,
-                now_ms=self.ctx.now_ms,
-                future_tolerance_ms=self.ctx.settings.future_tolerance_seconds * 1000,
-            )
-            batch_id = self._record_batch(conn, path, len(frame), len(checked.rejected))
-            writer = open_candle_writer(
-                conn, source=SOURCE, interval=interval, batch_id=batch_id, now_ms=self.ctx.now_ms
-            )
-            try:
-                writer.add(checked.valid)
-                counts = writer.finish()
-            finally:
-                writer.close()
-            by_line = frame.set_index("line")
-            rejected = checked.rejected
-            self._quarantine(
-                conn,
-                path,
-                [
-                    (int(line), _raw_candle(by_line.loc[line]), reason)
-                    for line, reason in zip(rejected["line"], rejected["reason"], strict=True)
-                ],
-            )
-        self._count(asset_id, interval, len(frame), checked.rejected["code"].tolist(), counts)
-        return {
-            "read": len(frame),
-            "inserted": counts.inserted,
-            "updated": counts.updated,
-            "unchanged": counts.unchanged,
-            "rejected": len(checked.rejected),
-        }
-
-    def _record_batch(self, conn: Connection, path: str, read: int, rejected: int) -> int:
-        return int(
-            conn.execute(
-                insert(SourceBatch)
-                .values(
-                    run_id=self.ctx.run_id,
-                    kind=SOURCE,
-                    ref=path,
-                    content_sha256=None,
-                    format="gemini_candles",
-                    rows_read=read,
-                    rows_rejected=rejected,
-                    created_at=self.ctx.now_ms,
-                )
-                .returning(SourceBatch.id)
-            ).scalar_one()
-        )
-
-    def _count(
-        self, asset_id: int, interval: str, read: int, reasons: list[str], counts: LoadCounts
-    ) -> None:
-        stats = self.result.series.setdefault((asset_id, SOURCE, interval), SeriesStats())
-        stats.rows += read
-        stats.required_cells += read * 6
-        stats.rejected.update(reasons)
-        self.result.read += read
-        self.result.inserted += counts.inserted
-        self.result.updated += counts.updated
-        self.result.unchanged += counts.unchanged
-
-    def _transaction(self) -> AbstractContextManager[Connection]:
-        return load_transaction(self.ctx.engine, "gemini")
-
-    def _quarantine(
-        self, conn: Connection, path: str, rows: list[tuple[int | None, str, str]]
-    ) -> None:
-        insert_rejected(
-            conn,
-            [
-                {
-                    "run_id": self.ctx.run_id,
-                    "source": SOURCE,
-                    "file": path,
-                    "line": line,
-                    "raw": raw,
-                    "reason": reason[:255],
-                    "created_at": self.ctx.now_ms,
-                }
-                for line, raw, reason in rows
-            ],
-        )
-        self.result.rejected += len(rows)
+        return self.rows.store_candles(selection.asset, interval, candles_frame(rows), path=path)
 
     def _summarise(self) -> None:
         failed_calls = sum(self.failures.values())
@@ -268,30 +144,5 @@ class _GeminiRun:
         )
 
 
-def _ticker_problem(ticker: PubTicker) -> str | None:
-    prices = {"bid": ticker.bid, "ask": ticker.ask, "last": ticker.last}
-    bad = [name for name, value in prices.items() if value is not None and value <= 0]
-    if bad:
-        return f"non_positive_price: {','.join(bad)} <= 0"
-    if ticker.bid is not None and ticker.ask is not None and ticker.bid > ticker.ask:
-        return f"inverted_bid_ask: bid {ticker.bid} > ask {ticker.ask}"
-    return None
-
-
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _raw_candle(row: pd.Series) -> str:
-    values = [int(row["open_time"]), *(row[c] for c in ("open", "high", "low", "close", "volume"))]
-    return json.dumps(values)
-
-
-def _newest_open(conn: Connection, asset_id: int, interval: str) -> int | None:
-    """The newest stored bar's open time of this Gemini series."""
-    newest = conn.execute(
-        select(func.max(RAW_OPEN_TIME)).where(
-            Candle.asset_id == asset_id, Candle.source == SOURCE, Candle.interval == interval
-        )
-    ).scalar()
-    return None if newest is None else int(newest)
