@@ -41,6 +41,7 @@ from api.streaming import StreamHub
 from etl.core.log import configure_logging
 from etl.db.engine import create_db_engine
 from etl.extract.gemini_client import GeminiClient
+from etl.transform.consolidate import ConsolidationRules
 
 log = logging.getLogger("api")
 
@@ -108,7 +109,8 @@ def _lifespan(
         client = gemini or GeminiClient(state.settings)
         state.start(engine, client)
         await hub.start(engine)
-        state.registry.register(prometheus.LedgerCollector(engine))
+        rules = ConsolidationRules.from_settings(state.settings)
+        state.registry.register(prometheus.LedgerCollector(engine, rules))
         if not state.key_digests:
             log.warning("no API key configured: every keyed route answers 401 (set API_KEY)")
         # Everything alive now (modules, pandas, SQLAlchemy, pydantic) lives as long as the

@@ -23,3 +23,11 @@ SymbolsQuery = Annotated[
         examples=["bitcoin,ETH"],
     ),
 ]
+SourceQuery = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[a-z0-9_]{1,32}$",
+        description="one source (a venue id such as `kraken`, or `csv`) instead of all",
+        examples=["kraken"],
+    ),
+]

@@ -3,6 +3,7 @@ every route presents the same row the same way."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import Connection
@@ -17,24 +18,66 @@ from api.schemas import (
     RunSummary,
     SymbolOut,
     TickerOut,
+    VenueOut,
 )
 from etl.core.intervals import INTERVAL_MS
 from etl.read.assets import AssetRow
 from etl.read.prices import series_coverage
+from etl.transform.consolidate import (
+    ConsolidatedPrice,
+    ConsolidationRules,
+    VenueQuote,
+    consolidated_price,
+)
 
 
 def latest_out(
-    symbol: str, best: dict[str, Any], ticker: dict[str, Any] | None, stale_after: float
+    symbol: str,
+    best: dict[str, Any],
+    quotes: list[VenueQuote],
+    *,
+    now_ms: int,
+    rules: ConsolidationRules,
+    stale_after: float,
+    pinned: bool = False,
 ) -> Latest:
-    bar_close, _, _ = freshness(best, stale_after)
-    if ticker is not None and int(ticker["observed_at"]) >= bar_close:
-        price, as_of, source, interval = (
-            float(ticker["last"]),
-            int(ticker["observed_at"]),
-            ticker["source"],
-            None,
+    """An asset's price: the consolidated price of its fresh venues (docs/metrics.md);
+    with no fresh venue (`last_known`), or one venue asked for (`pinned`: `source`), the
+    newest ticker's last trade when it is newer than the best series' last close, else
+    that close."""
+    result = consolidated_price(quotes, now_ms=now_ms, rules=rules)
+    venues = venues_out(quotes, result)
+    step_ms = INTERVAL_MS[best["interval"]]
+    if result.method is not None and result.as_of is not None and not pinned:
+        used = [q for q in quotes if q.source in result.sources_used]
+        bids = [q.bid for q in used if q.bid is not None]
+        asks = [q.ask for q in used if q.ask is not None]
+        volumes = [q.volume_24h for q in used if q.volume_24h is not None]
+        bid, ask = (max(bids) if bids else None), (min(asks) if asks else None)
+        weighted = result.method == "weighted_median"
+        age = age_seconds(result.as_of)
+        return Latest(
+            symbol=symbol,
+            price=float(result.price or 0.0),
+            bid=bid,
+            ask=ask,
+            spread=ask - bid if ask is not None and bid is not None else None,
+            volume_24h=math.fsum(volumes) if volumes else None,
+            volume_quote_24h=None,
+            as_of=utc(result.as_of),
+            age_seconds=round(age, 3),
+            stale=age > stale_after * step_ms / 1000,
+            source="consolidated" if weighted else result.sources_used[0],
+            interval=None,
+            method=result.method,
+            sources_used=list(result.sources_used),
+            venues=venues,
         )
-        volume, volume_quote = ticker["volume_base_24h"], ticker["volume_quote_24h"]
+    bar_close, _, _ = freshness(best, stale_after)
+    ticker = max(quotes, key=lambda q: (q.observed_at, q.source), default=None)
+    if ticker is not None and ticker.last is not None and ticker.observed_at >= bar_close:
+        price, as_of, source, interval = ticker.last, ticker.observed_at, ticker.source, None
+        volume, volume_quote = ticker.volume_24h, ticker.volume_quote_24h
     else:
         price, as_of, source, interval = (
             best["last_price"],
@@ -43,10 +86,9 @@ def latest_out(
             best["interval"],
         )
         volume, volume_quote = best["volume_24h"], best["volume_quote_24h"]
-    bid = ticker["bid"] if ticker else None
-    ask = ticker["ask"] if ticker else None
+    bid = ticker.bid if ticker else None
+    ask = ticker.ask if ticker else None
     age = age_seconds(as_of)
-    step_ms = INTERVAL_MS[best["interval"]]
     return Latest(
         symbol=symbol,
         price=price,
@@ -60,7 +102,27 @@ def latest_out(
         stale=age > stale_after * step_ms / 1000,
         source=source,
         interval=interval,
+        method="source" if pinned else "last_known",
+        sources_used=[source],
+        venues=venues,
     )
+
+
+def venues_out(quotes: list[VenueQuote], result: ConsolidatedPrice) -> list[VenueOut]:
+    verdicts = {v.source: v for v in result.venues}
+    return [
+        VenueOut(
+            source=q.source,
+            price=verdicts[q.source].price,
+            bid=q.bid,
+            ask=q.ask,
+            volume_24h=q.volume_24h,
+            as_of=utc(q.observed_at),
+            used=verdicts[q.source].used,
+            reason_if_not=verdicts[q.source].reason,
+        )
+        for q in sorted(quotes, key=lambda q: q.source)
+    ]
 
 
 def metric_out(symbol: str, row: dict[str, Any]) -> MetricOut:

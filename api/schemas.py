@@ -80,6 +80,21 @@ class RateLimitStorage(BaseModel):
     degraded: bool = Field(description="limits are counted per process, not shared")
 
 
+class VenueOut(BaseModel):
+    """One venue's latest ticker and whether the consolidated price used it."""
+
+    source: str
+    price: float | None = Field(description="its mid when bid and ask are usable, else last")
+    bid: float | None
+    ask: float | None
+    volume_24h: float | None = Field(description="24h volume in the base currency")
+    as_of: datetime
+    used: bool
+    reason_if_not: str | None = Field(
+        examples=["stale"], description="stale, no_price, outlier or not_freshest"
+    )
+
+
 class Latest(BaseModel):
     symbol: str
     price: float
@@ -91,8 +106,18 @@ class Latest(BaseModel):
     as_of: datetime
     age_seconds: float
     stale: bool
-    source: str
+    source: str = Field(
+        examples=["consolidated"],
+        description="`consolidated` for a weighted median, else the venue or series source",
+    )
     interval: str | None
+    method: str = Field(
+        examples=["weighted_median"],
+        description="weighted_median, single_source_fallback (one fresh venue), "
+        "last_known (no fresh venue: the newest ticker or bar close) or source (`?source=`)",
+    )
+    sources_used: list[str]
+    venues: list[VenueOut]
 
 
 class LatestList(BaseModel):
@@ -191,6 +216,7 @@ class TickerOut(BaseModel):
 class SymbolDetail(BaseModel):
     asset: SymbolOut
     ticker: TickerOut | None
+    venues: list[VenueOut] = Field(description="every venue's latest ticker, as /latest")
     metrics: list[MetricOut]
     quality: list[QualityOut]
 

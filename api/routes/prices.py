@@ -4,23 +4,46 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import Engine
 
 from api.deps import StateDep
-from api.params import SymbolsQuery
+from api.params import SourceQuery, SymbolsQuery
 from api.presenters import latest_out, metric_out
 from api.rate_limit import RouteLimits
 from api.responses import body_of, respond
 from api.schemas import LatestList, MetricList
+from etl.core.clock import utc_now_ms
 from etl.read.assets import selected_assets
-from etl.read.prices import latest_metrics, latest_ticker
+from etl.read.prices import latest_metrics
+from etl.read.venues import latest_venue_quotes
+from etl.transform.consolidate import ConsolidationRules
 
 
-def latest_rows(engine: Engine, symbols: str | None, stale_after: float) -> bytes:
+def latest_rows(
+    engine: Engine,
+    symbols: str | None,
+    source: str | None,
+    *,
+    rules: ConsolidationRules,
+    stale_after: float,
+) -> bytes:
+    """Every selected asset with a stored series (of `source`, when given)."""
+    now_ms = utc_now_ms()
     with engine.connect() as conn:
         out = []
         for asset in selected_assets(conn, symbols):
-            metrics = latest_metrics(conn, asset.id)
-            if metrics:
-                ticker = latest_ticker(conn, asset.id)
-                out.append(latest_out(asset.symbol, metrics[0], ticker, stale_after))
+            metrics = [m for m in latest_metrics(conn, asset.id) if source in (None, m["source"])]
+            if not metrics:
+                continue
+            quotes = [q for q in latest_venue_quotes(conn, asset.id) if source in (None, q.source)]
+            out.append(
+                latest_out(
+                    asset.symbol,
+                    metrics[0],
+                    quotes,
+                    now_ms=now_ms,
+                    rules=rules,
+                    stale_after=stale_after,
+                    pinned=source is not None,
+                )
+            )
     return body_of(LatestList(data=out))
 
 
@@ -39,14 +62,24 @@ def build(limits: RouteLimits) -> APIRouter:
 
     @router.get("/latest", response_model=LatestList)
     @limits.data
-    async def latest(request: Request, state: StateDep, symbols: SymbolsQuery = None) -> Response:
-        """Per asset: the latest price (the newest ticker when it is newer than the last
-        bar's close, else that close), bid/ask/spread, 24h volume, `as_of`, age, `stale`
-        (older than `STALE_AFTER_INTERVALS` bar intervals) and its source."""
+    async def latest(
+        request: Request,
+        state: StateDep,
+        symbols: SymbolsQuery = None,
+        source: SourceQuery = None,
+    ) -> Response:
+        """Per asset: the consolidated price across its fresh venues (a volume-weighted
+        median after an outlier cut; one fresh venue: that venue, `single_source_fallback`;
+        none: the newest ticker or bar close, `last_known`), every venue's quote and
+        whether it was used; `?source=` gives one venue or series alone. Also bid/ask/
+        spread, 24h volume, `as_of`, age and `stale` (older than `STALE_AFTER_INTERVALS`
+        bar intervals). docs/metrics.md#consolidated-price has the rules."""
         settings, engine = state.settings, state.engine
         stale_after = settings.stale_after_intervals
+        rules = ConsolidationRules.from_settings(settings)
         page = await state.hot_cache.get(
-            f"latest?{symbols}", lambda: latest_rows(engine, symbols, stale_after)
+            f"latest?{symbols}&{source}",
+            lambda: latest_rows(engine, symbols, source, rules=rules, stale_after=stale_after),
         )
         return respond(request, page, max_age=settings.cache_max_age_seconds)
 

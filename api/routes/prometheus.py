@@ -18,11 +18,46 @@ from etl.core.clock import utc_now_ms
 from etl.read.assets import list_assets
 from etl.read.prices import latest_metrics
 from etl.read.runs import StreamReport, list_runs, stream_report
+from etl.read.venues import latest_venue_quotes
+from etl.transform.consolidate import ConsolidatedPrice, ConsolidationRules, consolidated_price
+
+
+class VenueFamilies:
+    """Per asset: each fresh venue's price, whether the consolidated price used it, and
+    the spread between the venues used ((max - min) / consolidated price)."""
+
+    def __init__(self) -> None:
+        self.price = GaugeMetricFamily(
+            "venue_price", "A fresh venue's price (mid, else last)", labels=["symbol", "source"]
+        )
+        self.used = GaugeMetricFamily(
+            "venue_used",
+            "1 when the consolidated price used the venue",
+            labels=["symbol", "source"],
+        )
+        self.spread = GaugeMetricFamily(
+            "venue_spread_ratio",
+            "(max - min) of the venues used over the consolidated price",
+            labels=["symbol"],
+        )
+
+    def families(self) -> tuple[GaugeMetricFamily, ...]:
+        return (self.price, self.used, self.spread)
+
+
+def _venue_metrics(families: VenueFamilies, symbol: str, result: ConsolidatedPrice) -> None:
+    for venue in result.venues:
+        if venue.price is not None and venue.reason != "stale":
+            families.price.add_metric([symbol, venue.source], venue.price)
+            families.used.add_metric([symbol, venue.source], float(venue.used))
+    used = [v.price for v in result.venues if v.used and v.price is not None]
+    if result.price and len(used) >= 2:
+        families.spread.add_metric([symbol], (max(used) - min(used)) / result.price)
 
 
 class LedgerCollector(Collector):
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, rules: ConsolidationRules) -> None:
+        self.engine, self.rules = engine, rules
 
     def collect(self) -> Iterator[Metric]:
         rows = GaugeMetricFamily(
@@ -39,6 +74,7 @@ class LedgerCollector(Collector):
             "Age of the newest bar's close",
             labels=["symbol", "source", "interval"],
         )
+        venues = VenueFamilies()
         try:
             with self.engine.connect() as conn:
                 runs = list_runs(conn, 1, batch_only=True)
@@ -52,14 +88,19 @@ class LedgerCollector(Collector):
                             [], (int(run["finished_at"]) - int(run["started_at"])) / 1000
                         )
                     failed.add_metric([run["status"]], 1.0 if run["status"] == "failed" else 0.0)
+                now_ms = utc_now_ms()
                 for asset in list_assets(conn):
                     for m in latest_metrics(conn, asset.id):
                         _, age, _ = freshness(m, stale_after_intervals=0)
                         data_age.add_metric([asset.symbol, m["source"], m["interval"]], age)
+                    result = consolidated_price(
+                        latest_venue_quotes(conn, asset.id), now_ms=now_ms, rules=self.rules
+                    )
+                    _venue_metrics(venues, asset.symbol, result)
                 stream = stream_report(conn, utc_now_ms())
         except SQLAlchemyError:
             stream = None
-        yield from (rows, duration, failed, data_age)
+        yield from (rows, duration, failed, data_age, *venues.families())
         if stream is not None:
             yield from _stream_metrics(stream, utc_now_ms())
 

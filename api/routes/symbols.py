@@ -4,14 +4,17 @@ from fastapi import APIRouter, Request, Response
 
 from api.deps import EngineDep, GeminiDep, SettingsDep, StateDep
 from api.params import SymbolPath
-from api.presenters import metric_out, quality_out, symbol_out, ticker_out
+from api.presenters import metric_out, quality_out, symbol_out, ticker_out, venues_out
 from api.rate_limit import RouteLimits
 from api.responses import body_of, respond, utc
 from api.schemas import GeminiSymbolOut, GeminiSymbols, SymbolDetail, SymbolList
+from etl.core.clock import utc_now_ms
 from etl.extract.gemini_client import gemini_symbols
 from etl.read.assets import list_assets, resolve_asset
 from etl.read.prices import latest_metrics, latest_ticker
 from etl.read.runs import latest_quality
+from etl.read.venues import latest_venue_quotes
+from etl.transform.consolidate import ConsolidationRules, consolidated_price
 
 
 def build(limits: RouteLimits) -> APIRouter:
@@ -36,14 +39,19 @@ def build(limits: RouteLimits) -> APIRouter:
     def symbol_detail(
         request: Request, settings: SettingsDep, engine: EngineDep, symbol: SymbolPath
     ) -> Response:
-        """One asset by any alias: latest ticker, metrics of every series, quality and
-        coverage. An unknown alias is a 404 problem."""
+        """One asset by any alias: latest ticker, every venue's latest quote (and whether
+        the consolidated price uses it), metrics of every series, quality and coverage. An
+        unknown alias is a 404 problem."""
         with engine.connect() as conn:
             asset = resolve_asset(conn, symbol)
             ticker = latest_ticker(conn, asset.id)
+            quotes = latest_venue_quotes(conn, asset.id)
+            rules = ConsolidationRules.from_settings(settings)
+            result = consolidated_price(quotes, now_ms=utc_now_ms(), rules=rules)
             detail = SymbolDetail(
                 asset=symbol_out(conn, asset),
                 ticker=ticker_out(ticker) if ticker else None,
+                venues=venues_out(quotes, result),
                 metrics=[metric_out(asset.symbol, m) for m in latest_metrics(conn, asset.id)],
                 quality=[quality_out(q) for q in latest_quality(conn, asset.id)],
             )

@@ -33,14 +33,15 @@ def latest_venue_quotes(conn: Connection, asset_id: int) -> list[VenueQuote]:
             Ticker.last,
             Ticker.volume_base_24h,
             RAW_OBSERVED_AT,
+            Ticker.volume_quote_24h,
         )
         .join(newest, and_(Ticker.source == newest.c.source, newest.c.at == RAW_OBSERVED_AT))
         .where(Ticker.asset_id == asset_id)
         .order_by(Ticker.source)
     )
     return [
-        VenueQuote(source, bid, ask, last, volume, int(observed))
-        for source, bid, ask, last, volume, observed in conn.execute(query)
+        VenueQuote(source, bid, ask, last, volume, int(observed), volume_quote)
+        for source, bid, ask, last, volume, observed, volume_quote in conn.execute(query)
     ]
 
 

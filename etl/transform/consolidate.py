@@ -51,6 +51,7 @@ class VenueQuote:
     last: float | None
     volume_24h: float | None  # in the base currency, comparable across venues
     observed_at: int
+    volume_quote_24h: float | None = None  # reported beside it, not used to weigh
 
 
 @dataclass(frozen=True)

@@ -150,12 +150,21 @@ def test_a_live_trade_and_bar_travel_from_the_exchange_to_clients(
                     lambda: httpx.get(f"{base}/health", headers=keyed, timeout=5).json(),
                     lambda body: (body["stream"] or {}).get("messages", 0) >= 3,
                 )
-                # the worker's write, then the cache's invalidation
+                # the worker's write, then the cache's invalidation: the one fresh venue's
+                # mid as the price, and with ?source= the venue's own last trade
                 latest = eventually(
                     lambda: httpx.get(
                         f"{base}/api/crypto/latest?symbols=BTC", headers=keyed, timeout=5
-                    ).json()["data"][0]["price"],
-                    lambda price: price == PRICE,
+                    ).json()["data"][0],
+                    lambda row: row["method"] == "single_source_fallback",
+                )
+                pinned = eventually(
+                    lambda: httpx.get(
+                        f"{base}/api/crypto/latest?symbols=BTC&source=gemini",
+                        headers=keyed,
+                        timeout=5,
+                    ).json()["data"][0],
+                    lambda row: row["price"] == PRICE,
                 )
             stopped = httpx.get(f"{base}/health", headers=keyed, timeout=5).json()
     finally:
@@ -168,7 +177,13 @@ def test_a_live_trade_and_bar_travel_from_the_exchange_to_clients(
     assert candle["open_time"] == datetime.fromtimestamp(minute / 1000, UTC).isoformat()
     assert (health["stream"]["state"], health["stream"]["connected"]) == ("connected", True)
     assert health["stream"]["messages"] >= 3
-    assert latest == PRICE
+    assert (latest["price"], latest["source"], latest["sources_used"]) == (
+        100.0,
+        "gemini",
+        ["gemini"],
+    )
+    assert (latest["bid"], latest["ask"]) == (99.5, 100.5)
+    assert (pinned["price"], pinned["method"]) == (PRICE, "source")
     assert stopped["stream"]["state"] == "stopped"
 
 
