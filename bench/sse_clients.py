@@ -7,21 +7,25 @@ benchmark measures the server, and the clients share its two cores.
 The process reports to `progress` as ("ready", process, streams open) and
 ("received", process, events so far), and on `stop` writes one `client-<n>.npz` per client
 (arrays `pair`, `cents`, `recv_ns`) and `clients-<process>.json` (status, errors, drops).
+`RedisTap` records the same from the worker's Redis channel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event as EventFlag
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import redis
 
 from bench.stream_feed import PAIR_OF_SYMBOL
 
@@ -146,3 +150,40 @@ async def _stream(client: httpx.AsyncClient, url: str, key: str, log: ClientLog)
             log.status = 0
     except asyncio.CancelledError:
         return
+
+
+class RedisTap(threading.Thread):
+    """One more subscriber of the worker's Redis channel, in the benchmark's own (idle)
+    process: when each price left the worker, so the worker's hop (exchange -> Redis) is
+    measured apart from the API's (Redis -> SSE client)."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        super().__init__(daemon=True)
+        self.pubsub = redis.Redis.from_url(url).pubsub()  # type: ignore[no-untyped-call]
+        self.pubsub.subscribe(channel)  # before the first trade: nothing is missed
+        self.log = ClientLog(-1)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if message is None:
+                continue
+            now_ns = time.time_ns()
+            fields = json.loads(message["data"])
+            pair = PAIR_OF_SYMBOL.get(fields["symbol"])
+            if fields["kind"] == "price" and pair is not None:
+                self.log.pair.append(pair)
+                self.log.cents.append(round(fields["price"] * 100))
+                self.log.recv_ns.append(now_ns)
+
+    def stop(self) -> dict[str, np.ndarray[Any, Any]]:
+        self.done.set()
+        self.join(5)
+        self.pubsub.close()
+        log = self.log
+        return {
+            "pair": np.frombuffer(log.pair, dtype=np.int64),
+            "cents": np.frombuffer(log.cents, dtype=np.int64),
+            "recv_ns": np.frombuffer(log.recv_ns, dtype=np.int64),
+        }

@@ -45,6 +45,7 @@ def analyse(
     args: argparse.Namespace,
     workdir: Path,
     feed: dict[str, Any],
+    tapped: dict[str, np.ndarray[Any, Any]] | None,
     rows: list[tuple[str, float]],
     samples: dict[str, dict[str, dict[str, float]]],
     window_s: float,
@@ -98,6 +99,16 @@ def analyse(
         for who in ("worker", "api")
     }
     latency = _percentiles(latencies)
+    worker_hop: Figures = {"published": None, "latency_ms": _percentiles([])}
+    if tapped is not None:  # exchange -> Redis, the worker's part of the Redis mode's latency
+        seq = tapped["cents"] - base[tapped["pair"]]
+        index = seq * n + tapped["pair"]
+        known = (seq >= 0) & (index < total)
+        hop = (tapped["recv_ns"][known] - sent[index[known]]) / 1e6
+        worker_hop = {
+            "published": int(np.unique(index[known]).size),
+            "latency_ms": _percentiles([hop]),
+        }
     tx_per_s = commits / window_s
     tx_bound = 1 / BATCH_SECONDS + args.rate / BATCH_UPDATES
     figures: Figures = {
@@ -124,6 +135,7 @@ def analyse(
         "candle_events": sum(m["candles"] for m in connected),
         "latency_ms": latency,
         "staleness_ms": _percentiles(staleness) | {"never": never},
+        "worker_to_redis": worker_hop,
         "cpu_percent": {
             "worker": round(cpu("worker"), 1),
             "api": round(cpu("api"), 1),
@@ -154,7 +166,7 @@ def _ms(value: float | None) -> str:
 
 def report(f: Figures) -> str:
     lat, stale, cpu = f["latency_ms"], f["staleness_ms"], f["cpu_percent"]
-    rss = f["rss_mb_start_middle_end_drained"]
+    rss, hop = f["rss_mb_start_middle_end_drained"], f["worker_to_redis"]
     unit = "trades" if f["mode"] == "redis" else "ticker rows"
     lines = [
         f"== {f['mode']} mode, {f['database']}: {f['rate']} trades/s x {f['seconds']:g} s, "
@@ -174,6 +186,15 @@ def report(f: Figures) -> str:
         f"max {_ms(lat['max'])} ms  ({lat['count']} events)",
         f"  staleness, per trade  p50 {_ms(stale['p50'])} ms  p99 {_ms(stale['p99'])} ms  "
         f"max {_ms(stale['max'])} ms  ({stale['never']} trade-client pairs never reached)",
+        *(
+            [
+                f"  exchange->Redis       {hop['published']} trades published; p50 "
+                f"{_ms(hop['latency_ms']['p50'])} ms  p99 {_ms(hop['latency_ms']['p99'])} ms  "
+                f"max {_ms(hop['latency_ms']['max'])} ms (a tap on the channel)"
+            ]
+            if hop["published"] is not None
+            else []
+        ),
         f"  CPU (% of one core)   worker {cpu['worker']}  API {cpu['api']}  "
         f"clients {cpu['clients']}  feed {cpu['feed']}",
         f"  DB write tx           {f['db_write_tx']} = {f['db_write_tx_per_s']}/s",

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
-from bench.sse_clients import run_clients  # noqa: E402
+from bench.sse_clients import RedisTap, run_clients  # noqa: E402
 from bench.stream_analysis import analyse, report  # noqa: E402
 from bench.stream_feed import COIN_IDS, run_feed  # noqa: E402
 from etl.db.models import Asset, RejectedRow, StreamSession, Ticker  # noqa: E402
@@ -173,6 +173,9 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
                 )
                 clients[-1].start()
             ready, received = _wait_ready(progress, args.clients)
+            tap = RedisTap(redis_url, channel) if redis_url else None
+            if tap is not None:
+                tap.start()
             pids = {"worker": worker.pid, "api": api.pid}
             pids |= {f"clients{p.pid}": p.pid for p in clients} | {"feed": feeder.pid}
             samples = {"start": sample(pids)}
@@ -190,6 +193,7 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
             stop.set()
             for process in clients:
                 process.join(60)
+            tapped = tap.stop() if tap is not None else None
             rows, sessions, rejected = _written(url)
         finally:
             stop.set()
@@ -202,6 +206,7 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
         args=args,
         workdir=workdir,
         feed=feed,
+        tapped=tapped,
         rows=rows,
         samples=samples,
         window_s=feed["seconds"],
