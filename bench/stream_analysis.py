@@ -154,9 +154,10 @@ def analyse(
         and len(connected) == args.clients
         and not figures["clients_dropped"],
         f"p99 < {target:.0f} ms": p99 is not None and p99 < target,
-        f"tx/s <= {tx_bound:.1f} (batching)": tx_per_s <= tx_bound,
         "RSS flat (<= 10%)": all(r[-1] <= r[0] * (1 + FLAT_RSS) for r in rss.values()),
     }
+    if args.database == "sqlite":  # PostgreSQL's count holds reads and autovacuum too
+        figures["targets"][f"write tx/s <= {tx_bound:.1f} (batching)"] = tx_per_s <= tx_bound
     return figures
 
 
@@ -197,7 +198,12 @@ def report(f: Figures) -> str:
         ),
         f"  CPU (% of one core)   worker {cpu['worker']}  API {cpu['api']}  "
         f"clients {cpu['clients']}  feed {cpu['feed']}",
-        f"  DB write tx           {f['db_write_tx']} = {f['db_write_tx_per_s']}/s",
+        f"  DB write tx           {f['db_write_tx']} = {f['db_write_tx_per_s']}/s"
+        + (
+            ""
+            if f["database"] == "sqlite"
+            else " (pg_stat_database xact_commit: the API's reads and autovacuum count too)"
+        ),
         f"  RSS MB start/mid/end/drained  worker {rss['worker']}  API {rss['api']}",
         f"  drain after sending   {f['drain_s']:.1f} s",
         "  targets               "
