@@ -8,8 +8,9 @@ Each accepted connection plays the next script (a list of steps) after the subsc
 message; with no script left it sends heartbeats until closed. Steps: `send(text)` (any
 text: malformed and truncated JSON, repeats and out-of-order updates are just texts),
 `DROP` (the TCP connection is aborted mid-stream, no close frame), `STALL` (silence, the
-connection left open), `pause(seconds)`. `refuse` answers the next N handshakes with HTTP
-503; `on_connect(n)` runs before the n-th (0-based) accepted handshake completes, so a test
+connection left open), `pause(seconds)`, `feed(coroutine)` (awaits `coroutine(ws)`: a caller
+that sends at its own pace, e.g. the stream benchmark timing each trade as it leaves).
+`refuse` answers the next N handshakes with HTTP 503; `on_connect(n)` runs before the n-th (0-based) accepted handshake completes, so a test
 can change what the REST double serves before the worker's backfill asks.
 """
 
@@ -20,7 +21,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,10 @@ def send(text: str) -> Step:
 
 def pause(seconds: float) -> Step:
     return ("pause", seconds)
+
+
+def feed(sender: Callable[[ServerConnection], Awaitable[None]]) -> Step:
+    return ("feed", sender)
 
 
 @dataclass
@@ -100,6 +105,8 @@ class GeminiWsDouble:
                     await ws.send(value)
                 elif kind == "pause":
                     await asyncio.sleep(value)
+                elif kind == "feed":
+                    await value(ws)
                 elif kind == "drop":
                     ws.transport.abort()
                     return

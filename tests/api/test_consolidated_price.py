@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from etl.extract.gemini_client import GeminiClient, reset_breakers
 from etl.pipeline import run_pipeline
+from etl.sources.base import Source
 from etl.sources.ccxt_venues import VenueSource
 from etl.sources.gemini import GeminiSource
 from tests.api.helpers import api_settings
@@ -44,7 +45,7 @@ def loaded(api_database: str, engine_for: Engine) -> Iterator[None]:
     )
     client = GeminiClient(settings)
     try:
-        sources = [
+        sources: list[Source] = [
             GeminiSource(client),
             VenueSource("kraken", config=FAST),
             VenueSource("bitstamp", config=FAST),
