@@ -10,8 +10,9 @@ text: malformed and truncated JSON, repeats and out-of-order updates are just te
 `DROP` (the TCP connection is aborted mid-stream, no close frame), `STALL` (silence, the
 connection left open), `pause(seconds)`, `feed(coroutine)` (awaits `coroutine(ws)`: a caller
 that sends at its own pace, e.g. the stream benchmark timing each trade as it leaves).
-`refuse` answers the next N handshakes with HTTP 503; `on_connect(n)` runs before the n-th (0-based) accepted handshake completes, so a test
-can change what the REST double serves before the worker's backfill asks.
+`refuse` answers the next N handshakes with HTTP 503; `on_connect(n)` runs before the n-th
+(0-based) accepted handshake completes, so a test can change what the REST double serves
+before the worker's backfill asks.
 """
 
 from __future__ import annotations
