@@ -7,9 +7,16 @@ ticker rows by id and candle rows by write time, polled at most every STREAM_POL
 in the thread pool. Each update becomes an event with an id `<hub>-<seq>`: `<hub>` is
 random per process, so a Last-Event-ID from another process (or before a restart) is
 recognised as unknown rather than silently mistaken for a local one. The newest
-STREAM_REPLAY events are kept for resuming. Each subscriber has a queue bounded by
-STREAM_CLIENT_QUEUE: a client that falls that far behind is dropped (it gets a final
-`error` event), so a slow client never grows the process's memory.
+STREAM_REPLAY events are kept for resuming. Every event is kept once, in one
+log of the newest max(STREAM_REPLAY, STREAM_CLIENT_QUEUE) events: replay reads it, and each
+subscriber is a cursor into it. A client more than STREAM_CLIENT_QUEUE events behind is
+dropped (it gets a final `error` event), so a slow client never grows the process's memory.
+
+Fan-out cost: an event's SSE frame is encoded once, in the hub, not once per client; a
+publish costs one flag per client (no per-client queue); a client's writer wakes on its
+flag and sends everything new for it in one write (at most `WRITE_BATCH` frames), so under
+load the sends per client follow the event loop's pace, not the update rate (measured:
+bench/stream_load.py, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 
 from redis import asyncio as aioredis
 from sqlalchemy import Engine
+from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import Problem
@@ -45,6 +53,7 @@ from etl.read.updates import (
 log = logging.getLogger("api.stream")
 
 LIVE_BARS_MS = 86_400_000  # bars closed longer ago than this are history, not pushed
+WRITE_BATCH = 256  # frames per write to one client, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,7 @@ class Event:
     name: str  # "price" or "candle"
     symbol: str
     data: str  # JSON
+    frame: bytes  # the whole SSE frame, encoded once for every client
 
 
 def event_of(event_id: str, update: Update) -> Event:
@@ -79,33 +89,22 @@ def event_of(event_id: str, update: Update) -> Event:
             "volume": update.volume,
             "closed": update.closed,
         }
-    return Event(event_id, update.kind, update.symbol, json.dumps(fields))
+    data = json.dumps(fields)
+    frame = ServerSentEvent(data, event=update.kind, id=event_id).encode()
+    return Event(event_id, update.kind, update.symbol, data, frame)
 
 
 @dataclass(eq=False)
 class Subscriber:
+    """One stream client: how far it has read the hub's log, and a flag the hub sets when
+    there is more (its writer sleeps on it)."""
+
     key: str  # the caller's key fingerprint
     symbols: frozenset[str] | None  # None: every symbol
-    bound: int
-    queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
+    cursor: int  # the sequence number of the last event taken
+    joined: int = 0  # the sequence number when it subscribed (resuming stops there)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False
-
-    def offer(self, event: Event) -> bool:
-        """Queue `event`; False (and a wake-up) when the client is too far behind."""
-        if self.queue.qsize() >= self.bound:
-            self.dropped = True
-            self.queue.put_nowait(None)  # the one slot over the bound: wakes the reader
-            return False
-        self.queue.put_nowait(event)
-        return True
-
-    async def next(self) -> Event | None:
-        """The next event, or None once dropped (before any queued event: a dropped
-        client is told at once, not after its backlog)."""
-        if self.dropped:
-            return None
-        event = await self.queue.get()
-        return None if self.dropped else event
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +118,9 @@ class StreamHub:
         self.settings, self.cache = settings, cache
         self.hub_id = secrets.token_hex(4)
         self._seq = 0
-        self._replay: deque[tuple[int, Event]] = deque(maxlen=settings.stream_replay)
+        # One log for replay and for every client's backlog: each event is kept once.
+        kept = max(settings.stream_replay, settings.stream_client_queue) + 1
+        self._log: deque[tuple[int, Event]] = deque(maxlen=kept)
         self._subscribers: set[Subscriber] = set()
         self._per_key: Counter[str] = Counter()
         # One follower per running lifespan, by event loop: tests run an app's lifespan
@@ -169,7 +170,7 @@ class StreamHub:
                 f"at most {settings.stream_max_per_key} concurrent streams per API key",
                 headers={"Retry-After": "5"},
             )
-        subscriber = Subscriber(key, symbols, settings.stream_client_queue)
+        subscriber = Subscriber(key, symbols, cursor=self._seq, joined=self._seq)
         self._subscribers.add(subscriber)
         self._per_key[key] += 1
         return subscriber
@@ -183,38 +184,78 @@ class StreamHub:
 
     def _drop(self, subscriber: Subscriber) -> None:
         subscriber.dropped = True
-        subscriber.queue.put_nowait(None)
+        subscriber.ready.set()
         self.unsubscribe(subscriber)
 
-    def resume(self, last_event_id: str, symbols: frozenset[str] | None) -> Resume:
-        """The kept events after `last_event_id` for these symbols."""
+    def resume(
+        self, last_event_id: str, symbols: frozenset[str] | None, until: int | None = None
+    ) -> Resume:
+        """The kept events after `last_event_id` for these symbols (up to sequence number
+        `until`: a subscriber's live events start after it)."""
         hub, _, seq_text = last_event_id.partition("-")
         if hub != self.hub_id or not seq_text.isdigit():
             return Resume([], lost=True)
         seq = int(seq_text)
-        oldest = self._replay[0][0] if self._replay else self._seq + 1
+        oldest = self._seq - self.settings.stream_replay + 1
+        if self._log:
+            oldest = max(oldest, self._log[0][0])
         if seq < oldest - 1 or seq > self._seq:
             return Resume([], lost=True)
+        last = self._seq if until is None else until
         return Resume(
-            [e for s, e in self._replay if s > seq and _wanted(symbols, e.symbol)], lost=False
+            [e for s, e in self._log if seq < s <= last and _wanted(symbols, e.symbol)],
+            lost=False,
         )
 
+    def take(self, subscriber: Subscriber, most: int = WRITE_BATCH) -> list[Event] | None:
+        """The subscriber's events since its cursor (at most `most` read), the cursor moved
+        past them; None once it is dropped."""
+        if subscriber.dropped:
+            return None
+        newer: list[tuple[int, Event]] = []
+        for seq, event in reversed(self._log):  # the newest are at the end: read back
+            if seq <= subscriber.cursor:
+                break
+            newer.append((seq, event))
+        newer.reverse()
+        if len(newer) > most:
+            newer = newer[:most]
+            subscriber.ready.set()  # more to take
+        if newer:
+            subscriber.cursor = newer[-1][0]
+        return [event for _, event in newer if _wanted(subscriber.symbols, event.symbol)]
+
+    async def frames(self, subscriber: Subscriber) -> bytes | None:
+        """The subscriber's next write: the frames of every event for it since its last
+        one (at most `WRITE_BATCH`), waiting for one; None once it is dropped."""
+        while True:
+            if subscriber.dropped:
+                return None
+            await subscriber.ready.wait()
+            subscriber.ready.clear()  # before taking: a publish from now on sets it again
+            events = self.take(subscriber)
+            if events is None:
+                return None
+            if events:
+                return b"".join(event.frame for event in events)
+
     def publish(self, update: Update) -> None:
-        """Make `update` an event, keep it for replay and queue it for each subscriber."""
+        """Make `update` an event, append it to the log and wake the subscribers; drop
+        those more than STREAM_CLIENT_QUEUE events behind."""
         self._seq += 1
         event = event_of(f"{self.hub_id}-{self._seq}", update)
-        self._replay.append((self._seq, event))
+        self._log.append((self._seq, event))
         if isinstance(update, PriceUpdate):
             self.cache.invalidate("latest?")
             self.cache.invalidate("metrics?")
-        for subscriber in list(self._subscribers):
-            if _wanted(subscriber.symbols, event.symbol) and not subscriber.offer(event):
-                log.warning(
-                    "stream client %s dropped: over %d events behind",
-                    subscriber.key,
-                    subscriber.bound,
-                )
-                self.unsubscribe(subscriber)
+        bound = self.settings.stream_client_queue
+        behind = [s for s in self._subscribers if self._seq - s.cursor > bound]
+        for subscriber in behind:
+            log.warning("stream client %s dropped: over %d events behind", subscriber.key, bound)
+            self._drop(subscriber)
+        for subscriber in self._subscribers:
+            if not subscriber.ready.is_set():
+                subscriber.ready.set()
 
     async def _follow_database(self, engine: Engine, stopping: asyncio.Event) -> None:
         def high_water() -> tuple[int, int]:

@@ -100,16 +100,17 @@ def _notice(name: str, detail: str) -> ServerSentEvent:
 
 async def _events(
     hub: StreamHub, subscriber: Subscriber, last_event_id: str | None
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent | bytes]:
+    """The client's events: frames already encoded by the hub, several per write."""
     try:
         if last_event_id:
-            resume = hub.resume(last_event_id, subscriber.symbols)
+            resume = hub.resume(last_event_id, subscriber.symbols, until=subscriber.joined)
             if resume.lost:
                 yield _notice("reset", "events after Last-Event-ID are no longer kept")
-            for kept in resume.events:
-                yield ServerSentEvent(kept.data, event=kept.name, id=kept.id)
-        while (event := await subscriber.next()) is not None:
-            yield ServerSentEvent(event.data, event=event.name, id=event.id)
+            if resume.events:
+                yield b"".join(kept.frame for kept in resume.events)
+        while (frames := await hub.frames(subscriber)) is not None:
+            yield frames
         yield _notice("error", "the client fell too far behind; reconnect")
     finally:
         hub.unsubscribe(subscriber)

@@ -52,10 +52,12 @@ def test_resume_gives_the_kept_events_after_the_id_for_the_symbols() -> None:
     subscriber = hub.subscribe("a", None)
     for value in (1.0, 2.0, 3.0, 4.0):
         hub.publish(_price(value))
-    ids = [subscriber.queue.get_nowait() for _ in range(4)]
-    first, second = (event.id for event in ids[:2] if event is not None)
+    ids = hub.take(subscriber)
+    assert ids is not None and len(ids) == 4
+    first, second = (event.id for event in ids[:2])
     kept = hub.resume(second, None)
-    assert not kept.lost and [e.id for e in kept.events] == [e.id for e in ids[2:] if e]
+    assert not kept.lost and [e.id for e in kept.events] == [e.id for e in ids[2:]]
+    assert [e.id for e in hub.resume(first, None, until=3).events] == [ids[1].id, ids[2].id]
     assert hub.resume(second, frozenset({"ETHUSD"})).events == []
     assert hub.resume(first, None).lost is False  # the event just before the buffer
     assert hub.resume(f"{hub.hub_id}-0", None).lost is True  # older: pushed out
@@ -122,3 +124,39 @@ def test_overlapping_lifespans_of_one_app_each_stop_their_own_follower(engine: E
             time.sleep(0.3)  # both followers poll (every 0.25 s by default)
         assert outer.get("/api/crypto/latest", headers={"X-API-Key": KEY}).status_code == 200
         time.sleep(0.3)  # the outer follower still polls, in its own loop
+
+
+def test_each_client_reads_the_one_log_from_its_own_cursor() -> None:
+    """An event is encoded once; a client gets its symbols' frames, several per write,
+    and one more than STREAM_CLIENT_QUEUE events behind is dropped."""
+    hub = _hub(stream_client_queue=5, stream_replay=2)
+    btc, eth = hub.subscribe("a", frozenset({"BTCUSD"})), hub.subscribe("b", None)
+    hub.publish(_price(1.0))
+    hub.publish(PriceUpdate("ETHUSD", "test", 2.0, None, None, 0))
+    hub.publish(_price(3.0))
+
+    async def writes() -> tuple[bytes | None, bytes | None]:
+        return await hub.frames(btc), await hub.frames(eth)
+
+    to_btc, to_eth = asyncio.run(writes())
+    assert to_btc is not None and to_eth is not None
+    assert to_btc.count(b"event: price") == 2 and b"ETHUSD" not in to_btc
+    assert to_eth.count(b"event: price") == 3  # all three in one write
+    assert hub.take(btc) == []  # nothing new
+    for value in range(6):
+        hub.publish(_price(float(value)))
+    assert btc.dropped and eth.dropped  # six behind, the bound is five
+    assert hub.take(btc) is None
+    assert asyncio.run(hub.frames(eth)) is None
+
+
+def test_a_write_holds_at_most_its_batch_and_the_rest_follows() -> None:
+    hub = _hub(stream_client_queue=1000)
+    reader = hub.subscribe("a", None)
+    for value in range(10):
+        hub.publish(_price(float(value)))
+    first = hub.take(reader, most=4)
+    assert first is not None and len(first) == 4
+    assert reader.ready.is_set()  # more is waiting
+    rest = hub.take(reader)
+    assert rest is not None and [e.id for e in rest] == [f"{hub.hub_id}-{n}" for n in range(5, 11)]
