@@ -250,3 +250,22 @@ def test_with_all_venues_equal_the_result_equals_them(
     result = consolidate(*same)
     assert result.price == venue_price(same[0])
     assert len(result.sources_used) == (count if count >= RULES.min_sources else 1)
+
+
+def test_the_worked_example_in_the_metrics_docs() -> None:
+    """docs/metrics.md, "Worked example": the same quotes, the same verdicts and price."""
+    now = 1_764_676_800_000  # 12:00:00
+    quotes = [
+        VenueQuote("coinbase", 67_225, 67_235, 67_231, 4_000, now - 2_000),
+        VenueQuote("gemini", 67_240, 67_260, 67_255, 1_200, now - 5_000),
+        VenueQuote("kraken", 67_270, 67_290, 67_282, 2_500, now - 20_000),
+        VenueQuote("bitstamp", None, None, 80_700, 800, now - 8_000),
+        VenueQuote("okx", 67_100, 67_110, 67_105, 900, now - 600_000),
+    ]
+    result = consolidated_price(quotes, now_ms=now, rules=ConsolidationRules(120_000, 5, 2))
+    assert (result.price, result.method) == (67_230, "weighted_median")
+    assert result.sources_used == ("coinbase", "gemini", "kraken")
+    assert result.as_of == now - 2_000
+    verdicts = {v.source: (v.price, v.reason) for v in result.venues}
+    assert verdicts["bitstamp"] == (80_700, "outlier")
+    assert verdicts["okx"] == (67_105, "stale")
