@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from etl.core.log import correlation
-from etl.core.settings import Settings, csv_roots, get_settings
+from etl.core.settings import Settings, ccxt_venues, csv_roots, get_settings
 from etl.db.engine import create_db_engine
 from etl.extract.csv_guard import check_regular, is_below, one_line, resolved, shown
 from etl.extract.csv_reader import sniff
@@ -105,6 +105,16 @@ def load_gemini(ctx: RunContext) -> SourceResult:
         return GeminiSource().run(ctx)
 
 
+@task(name="load-venue", cache_policy=NO_CACHE)
+def load_venue(ctx: RunContext, venue: str) -> SourceResult:
+    """Fetch and load one venue through ccxt (`EXCHANGES`); its outage fails it alone."""
+    # ccxt is the ETL image's dependency, loaded only when a venue is configured
+    from etl.sources.ccxt_venues import VenueSource
+
+    with correlation(ctx.run_id):
+        return VenueSource(venue).run(ctx)
+
+
 @task(name="close-run", cache_policy=NO_CACHE)
 def close_run(
     ctx: RunContext, results: list[SourceResult], started: float, error: str | None
@@ -130,8 +140,10 @@ def etl_flow(params: EtlParameters | None = None) -> dict[str, Any]:
     try:
         ctx = open_run(settings, engine, run_id)
         steps: list[tuple[str, Any]] = [("csv", lambda: load_csv(ctx, paths, roots))]
-        if params.live:
-            steps.append(("gemini", lambda: load_gemini(ctx)))
+        if params.live:  # the venues of EXCHANGES, as `python -m etl.pipeline` runs them
+            if "gemini" in settings.exchanges:
+                steps.append(("gemini", lambda: load_gemini(ctx)))
+            steps += [(v, lambda v=v: load_venue(ctx, v)) for v in ccxt_venues(settings)]
         results, error = _run_steps(steps)
         summary = close_run(ctx, results, started, error)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,12 +13,16 @@ from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import Engine
 
 from etl.core.settings import Settings, get_settings
+from etl.extract.gemini_client import reset_breakers
 from etl.pipeline import run_pipeline
 from etl.sources.csv_files import CsvSource
 from scheduler.flows import EtlParameters, etl_flow, load_csv, open_run, plan_files
 from scheduler.schedule import schedule_kwargs
 from tests.databases import DATA, FORMATS, REAL
 from tests.helpers import rows, scalar
+from tests.venue_doubles import KrakenDouble
+from tests.venue_doubles import start as start_venue
+from tests.venue_doubles import stop as stop_venue
 
 FILES = [REAL / "coin_Solana.csv", REAL / "BTC-USD.csv", FORMATS / "my_candles.csv"]
 ROWS_SQL = (
@@ -77,6 +82,34 @@ def test_a_failing_live_source_completes_the_flow_as_partial(
     assert summary["sources"]["gemini"]["status"] == "failed"
     assert scalar(engine, "SELECT status FROM etl_run") == "partial"
     assert scalar(engine, "SELECT count(*) FROM candle") == 452
+
+
+def test_the_flow_loads_the_venues_of_exchanges_each_failing_alone(
+    env_database: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kraken (through ccxt, against its double) loads; Gemini is down: `partial`."""
+    kraken = start_venue(KrakenDouble(now_ms=int(time.time() * 1000)))
+    reset_breakers()
+    monkeypatch.setenv("EXCHANGES", "gemini,kraken")
+    monkeypatch.setenv("EXCHANGE_URLS", f"kraken={kraken.url}")
+    monkeypatch.setenv("EXCHANGE_CANDLE_INTERVALS", "1d")
+    monkeypatch.setenv("COIN_IDS", "bitcoin")
+    monkeypatch.setenv("GEMINI_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("GEMINI_RETRIES", "1")
+    try:
+        state = etl_flow(
+            EtlParameters(csv_paths=[str(REAL / "coin_Solana.csv")]), return_state=True
+        )
+    finally:
+        stop_venue(kraken)
+        reset_breakers()
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["status"] == "partial"
+    statuses = {name: source["status"] for name, source in summary["sources"].items()}
+    assert statuses == {"csv": "success", "gemini": "failed", "kraken": "success"}
+    assert scalar(engine, "SELECT count(*) FROM ticker WHERE source = 'kraken'") == 1
+    assert scalar(engine, "SELECT count(*) FROM candle WHERE source = 'kraken'") > 0
 
 
 def test_a_failed_run_fails_the_flow(env_database: str, engine: Engine) -> None:
