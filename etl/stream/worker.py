@@ -92,6 +92,7 @@ class PairState:
     bars: MinuteBars = field(default_factory=MinuteBars)
     last_trade: Trade | None = None
     changed_ms: int | None = None  # top of book or last trade changed, not yet written
+    written_ms: int = 0  # the last ticker's observed_at: each one is later (a new row)
 
 
 @dataclass
@@ -144,6 +145,7 @@ class StreamWorker:
         self.pairs: dict[str, PairState] = {}
         self.pending = Pending()
         self.updates = 0  # since the last flush
+        self._writing: asyncio.Future[None] | None = None  # the write under way
         self._warned_step = 0.0
         window_ms = int(request_window_seconds * 1000)
         self.requests = Limiter(Rate(settings.stream_requests_per_minute, window_ms))
@@ -226,6 +228,7 @@ class StreamWorker:
                 session.reason, session.error = "error", self.status.last_error
         finally:
             self.status.connected = False
+            await self._settle()
             if session is not None:
                 await asyncio.to_thread(self._end, session)
         return session is not None and session.good_events > 0
@@ -329,15 +332,36 @@ class StreamWorker:
         return pending
 
     async def _flush(self, session: Session) -> None:
+        """Start writing what is pending, in a thread, without waiting for it: messages
+        keep being read while the database writes (waiting here held every message behind
+        a write, the worker's worst latency). One write at a time: while one is under way,
+        what arrives waits for the next. A failed write ends the connection, as before."""
+        writing = self._writing
+        if writing is not None:
+            if not writing.done():
+                return
+            self._writing = None
+            writing.result()
         pending = self._collect()
         if pending:
-            await asyncio.to_thread(
-                self.store.write,
-                pending,
-                batch_id=session.batch_id,
-                now_ms=_now_ms(),
-                session=session.row(),
+            self._writing = asyncio.create_task(
+                asyncio.to_thread(
+                    self.store.write,
+                    pending,
+                    batch_id=session.batch_id,
+                    now_ms=_now_ms(),
+                    session=session.row(),
+                )
             )
+
+    async def _settle(self) -> None:
+        """Wait for the write under way (the session is ending: a failure is logged)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            try:
+                await writing
+            except LoadError:
+                log.exception("stream write failed")
 
     # -- setup, backfill, teardown (run in a thread) -----------------------------------
 
@@ -416,10 +440,13 @@ class StreamWorker:
 def _ticker(pair: PairState) -> TickerRow | None:
     if pair.changed_ms is None or pair.last_trade is None:
         return None
+    # Tickers are unique per (pair, observed_at ms): two writes within one millisecond
+    # would make the newer one a duplicate, silently dropped. Each is a millisecond later.
+    pair.written_ms = max(pair.changed_ms, pair.written_ms + 1)
     bid, ask = pair.book.best_bid, pair.book.best_ask
     return TickerRow(
         asset_id=pair.asset_id,
-        observed_at=pair.changed_ms,
+        observed_at=pair.written_ms,
         bid=None if bid is None else float(bid),
         ask=None if ask is None else float(ask),
         last=pair.last_trade.price,

@@ -26,7 +26,7 @@ from etl.read.updates import CandleUpdate as BarUpdate
 from etl.read.updates import PriceUpdate, update_from_json
 from etl.stream.gemini_v2 import Event, Trade
 from etl.stream.publish import RedisUpdates
-from etl.stream.worker import StreamWorker
+from etl.stream.worker import PairState, StreamWorker, _ticker
 from tests.databases import require_redis
 from tests.gemini_double import GeminiDouble, start, stop
 from tests.gemini_ws_double import (
@@ -321,8 +321,9 @@ def test_writes_are_batched_by_update_count_not_per_message(
     settings: Settings, engine: Engine, rest: GeminiDouble
 ) -> None:
     # The snapshot is 2 updates (book, its trade); 50 trades follow. With 20 updates per
-    # batch and a period longer than the test, that is 2 writes by count and 1 on stop:
-    # one ticker per write, not one per message.
+    # batch and a period longer than the test, that is at most 2 writes by count (fewer
+    # when one is still under way as the next is due) and 1 on stop: one ticker per write,
+    # not one per message, and the newest is never lost, however fast they come.
     trades = [trade("BTCUSD", 100 + i, T0 + 5_000 + i, f"{101 + i / 100:.2f}") for i in range(50)]
 
     def prepare(ws: GeminiWsDouble) -> None:
@@ -334,7 +335,7 @@ def test_writes_are_batched_by_update_count_not_per_message(
     overrides = {"stream_batch_seconds": 30.0, "stream_batch_updates": 20}
     scenario(settings, engine, rest, prepare, done, overrides)
     lasts = [r[0] for r in rows(engine, "SELECT last FROM ticker ORDER BY observed_at")]
-    assert len(lasts) == 3
+    assert 2 <= len(lasts) <= 3
     assert lasts[-1] == 101.49  # the final write on stop holds the newest trade
 
 
@@ -545,3 +546,58 @@ def test_the_backoff_stays_at_its_cap_however_long_the_outage(
         worker.client.close()
     assert 0.5 <= waits[0] <= 1.0
     assert all(30 <= wait <= 60 for wait in waits[1:])
+
+
+def test_two_tickers_of_one_millisecond_are_two_rows_the_newest_last() -> None:
+    """Tickers are unique per (pair, observed_at ms): the second write of a millisecond
+    used to be a duplicate, dropped, and the newest price lost."""
+    pair = PairState("BTCUSD", "btcusd", 1)
+    pair.last_trade = Trade("BTCUSD", 1, 1_000, 100.0, 1.0)
+    pair.changed_ms = 5_000
+    first = _ticker(pair)
+    pair.last_trade = Trade("BTCUSD", 2, 1_000, 101.0, 1.0)
+    pair.changed_ms = 5_000  # the same millisecond
+    second = _ticker(pair)
+    assert first is not None and second is not None
+    assert (first.observed_at, second.observed_at) == (5_000, 5_001)
+    assert second.last == 101.0
+
+
+def test_messages_are_read_while_a_slow_write_is_under_way(
+    settings: Settings, engine: Engine, rest: GeminiDouble
+) -> None:
+    """A write that takes 0.6 s must not hold the messages behind it: they are handled as
+    they come (every 20 ms), and the write's rows still land."""
+    serve_rest(rest, [])
+    handled: list[float] = []
+    trades = [trade("BTCUSD", 10 + i, T0 + 5_000 + i, f"{101 + i / 100:.2f}") for i in range(60)]
+
+    def prepare(ws: GeminiWsDouble) -> None:
+        ws.script(send(SNAPSHOT), *(step for t in trades for step in (send(t), pause(0.02))))
+
+    def slow_store(worker: StreamWorker) -> None:
+        write = worker.store.write
+
+        def slow(*args: Any, **kwargs: Any) -> None:
+            time.sleep(0.6)
+            write(*args, **kwargs)
+
+        worker.store.write = slow  # type: ignore[method-assign]
+        worker.on_update = lambda _: handled.append(time.monotonic())
+
+    def done(worker: StreamWorker) -> bool:
+        return worker.status.messages >= 61
+
+    scenario(
+        settings,
+        engine,
+        rest,
+        prepare,
+        done,
+        overrides={"stream_batch_seconds": 0.1},
+        configure=slow_store,
+    )
+    gaps = [later - first for first, later in zip(handled, handled[1:], strict=False)]
+    assert len(handled) >= 60 and max(gaps) < 0.3  # never the 0.6 s of a write
+    lasts = [r[0] for r in rows(engine, "SELECT last FROM ticker ORDER BY observed_at")]
+    assert lasts[-1] == 101.59  # everything written by the end
