@@ -17,8 +17,17 @@ from dataclasses import dataclass
 from etl.core.errors import AssetTextError, UnknownAssetError
 
 DEFAULT_QUOTE = "USD"
-# Longest first, so BTCUSDT is BTC/USDT rather than BTCUSD + T.
-KNOWN_QUOTES = ("RLUSD", "USDT", "USDC", "GUSD", "DAI", "USD", "EUR", "GBP", "SGD", "BTC", "ETH")
+# Longest first, so BTCUSDT is BTC/USDT rather than BTCUSD + T (and BTCFDUSD not BTCFD/USD).
+KNOWN_QUOTES = tuple(
+    sorted(
+        (
+            *("RLUSD", "FDUSD", "USDT", "USDC", "GUSD", "BUSD", "TUSD", "USDP", "DAI", "USD"),
+            *("EUR", "GBP", "SGD", "CAD", "JPY", "CHF", "AUD", "TRY", "BRL", "BTC", "ETH"),
+        ),
+        key=len,
+        reverse=True,
+    )
+)
 _SEPARATORS = re.compile(r"[\s/_\-:.]+")
 _SYMBOL_TEXT = re.compile(r"^[A-Za-z0-9]{1,16}$")
 NAME_MAX_CHARS = 64  # `asset.name` and `asset.coin_id` are String(64)

@@ -23,7 +23,8 @@ import pandas as pd
 from pandas.io.parsers import TextFileReader
 
 from etl.core.errors import UnrecognisedFormatError
-from etl.extract.csv_formats import CANONICAL_COLUMNS, FORMATS, CsvFormat, Layout, detect
+from etl.extract.csv_detect import FORMATS, detect
+from etl.extract.csv_formats import CANONICAL_COLUMNS, CsvFormat, Layout
 from etl.extract.csv_guard import open_regular
 from etl.extract.csv_scan import DEFAULT_MAX_LINE_BYTES
 
@@ -51,8 +52,9 @@ def text_handle(path: Path) -> io.TextIOWrapper:
 def sniff(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[CsvFormat, Layout]:
     """Recognise the layout from the first lines (the header, banners included); a line
     longer than the limit ends the sniffed text there."""
-    if csv.field_size_limit() < max_line_bytes:
-        csv.field_size_limit(max_line_bytes)  # a 200 KB field is a bad value, not a crash
+    if csv.field_size_limit() <= max_line_bytes + 1:
+        # a 200 KB field is a bad value, not a crash; no field is longer than its line
+        csv.field_size_limit(max_line_bytes + 2)
     lines: list[str] = []
     with text_handle(path) as handle:
         while len(lines) < SNIFF_LINES:
@@ -62,10 +64,9 @@ def sniff(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[Csv
             lines.append(line)
             if len(line) > max_line_bytes:
                 break
-    rows = list(csv.reader(lines))
-    found = detect(rows)
+    found = detect(lines)
     if found is None:
-        first = rows[0] if rows else []
+        first = next(csv.reader(lines), [])
         raise UnrecognisedFormatError(path, first, [f.signature for f in FORMATS])
     return found
 
@@ -117,6 +118,7 @@ def _reader(
         dtype={c: _TEXT_DTYPE.get(c, str) for c in fmt.string_columns if c in layout.columns},
         chunksize=chunk_rows,
         skip_blank_lines=False,
+        sep=layout.delimiter,
         encoding="utf-8-sig",
         index_col=False,
         on_bad_lines="warn",

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from etl.core.assets import AssetRef, AssetRegistry
 from etl.core.errors import AssetTextError, EtlError, FileExtractError
-from etl.core.intervals import infer_interval, interval_from_name
+from etl.core.intervals import INTERVAL_MS, infer_interval, interval_from_name
 from etl.core.series import OHLC, SeriesStats
 from etl.db.engine import is_sqlite
 from etl.db.models import SourceBatch
@@ -179,6 +179,10 @@ class AssetMapper:
     def _file_asset_id(self) -> int:
         if self.file_asset is None:
             path, fmt = self.file.path, self.file.fmt
+            named = fmt.asset_from_name(path, self.ctx.registry)
+            if named is not None:  # the layout's own naming convention (BTCUSDT-1h-...)
+                self.file_asset = self._ensure(named)
+                return self.file_asset
             symbol = file_symbol(path, fmt, self.ctx.registry, self.options.default_symbol)
             if symbol is None:
                 raise FileExtractError(
@@ -353,12 +357,18 @@ class FileLoad:
         return frame.loc[~bad].reset_index(drop=True)
 
     def _decide_interval(self, valid: pd.DataFrame) -> str:
-        if self.file.fmt.fixed_interval:
-            return self.file.fmt.fixed_interval
+        fmt, path = self.file.fmt, self.file.path
+        if fmt.fixed_interval:
+            return fmt.fixed_interval
+        named = fmt.interval_from_name(path)  # Binance `-1h-`, Kraken `_1440`: authoritative
+        if named is not None:
+            if named not in INTERVAL_MS:
+                raise FileExtractError(path, f"bar interval {named!r} is not supported")
+            return named
         asset = valid["asset_id"].to_numpy(np.int64)
         keys = asset * ASSET_SHIFT + valid["open_time"].to_numpy(np.int64)
         inferred = infer_interval(keys) if len(valid) > 1 else None
-        interval = inferred or interval_from_name(self.file.path.stem)
+        interval = inferred or interval_from_name(path.stem) or fmt.fallback_interval
         if interval is None:
             raise FileExtractError(
                 self.file.path, "cannot tell the bar interval from the timestamps or the file name"

@@ -1,0 +1,216 @@
+"""The public archives people download: Binance's and Kraken's headerless klines, and
+CoinMarketCap's historical-data export (see docs/formats.md for each one's conventions).
+
+Binance and Kraken files carry no header and name neither the asset nor the interval in
+their rows: both come from the file name, which follows each exchange's own convention
+(`BTCUSDT-1h-2024-12.csv`, `XBTUSD_1440.csv`). Such a file is recognised by the shape of
+its first row (field count, epoch digits, numbers), never by its name; a renamed file is
+still read, and then needs `--csv-symbol`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from typing_extensions import override
+
+from etl.core.assets import AssetRef, AssetRegistry
+from etl.core.errors import AssetTextError
+from etl.extract.csv_formats import PLAIN_OHLC, CsvFormat, Layout, _frame, normalise_header
+from etl.extract.parse import datetimes_to_ms, epoch_ms_or_us_to_ms, epoch_to_ms
+
+_DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_DIGITS = re.compile(r"^\d+$")
+
+
+def _numbers(cells: list[str]) -> bool:
+    return all(_DECIMAL.match(cell.strip()) for cell in cells)
+
+
+def _from_content(registry: AssetRegistry, symbol: str) -> AssetRef | None:
+    try:
+        return registry.from_content(symbol)
+    except AssetTextError:
+        return None
+
+
+class BinanceKlines(CsvFormat):
+    """data.binance.vision spot klines: 12 fields, no header, open time in ms (µs from
+    2025-01-01 on, decided per row by magnitude)."""
+
+    name = "binance_klines"
+    source = "binance"
+    signature = "Binance klines: no header, 12 fields, open time in ms or us"
+    string_columns = ()
+    COLUMNS = (
+        "open_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "close_time",
+        "quote_volume",
+        "trades",
+        "taker_buy_base",
+        "taker_buy_quote",
+        "ignore",
+    )
+    # `BTCUSDT-1h-2024-12` (monthly) or `BTCUSDT-1h-2024-12-31` (daily)
+    FILE_NAME = re.compile(r"^([A-Z0-9]{2,20})-(\d+[smhdw])-\d{4}-\d{2}(-\d{2})?$")
+
+    @override
+    def match(self, rows: list[list[str]]) -> Layout | None:
+        if not rows or len(rows[0]) != len(self.COLUMNS):
+            return None
+        first = [cell.strip() for cell in rows[0]]
+        open_time, close_time = first[0], first[6]
+        if not (_DIGITS.match(open_time) and len(open_time) in (13, 16)):
+            return None
+        if not (_DIGITS.match(close_time) and len(close_time) == len(open_time)):
+            return None
+        if int(close_time) <= int(open_time) or not _numbers(first[1:6] + first[7:11]):
+            return None
+        return Layout(-1, list(self.COLUMNS))
+
+    @override
+    def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+        return _frame(
+            chunk,
+            open_time=epoch_ms_or_us_to_ms(chunk["open_time"]),
+            prices=PLAIN_OHLC,
+            volume="volume",
+            volume_quote="quote_volume",
+        )
+
+    @override
+    def asset_from_name(self, path: Path, registry: AssetRegistry) -> AssetRef | None:
+        found = self.FILE_NAME.match(path.stem)
+        return _from_content(registry, found.group(1)) if found else None
+
+    @override
+    def interval_from_name(self, path: Path) -> str | None:
+        found = self.FILE_NAME.match(path.stem)
+        return found.group(2) if found else None
+
+
+class KrakenOhlcvt(CsvFormat):
+    """Kraken's downloadable OHLCVT: 7 fields, no header, unix seconds at the bar's start;
+    the pair and the interval in minutes come from the name (`XBTUSD_1440.csv`)."""
+
+    name = "kraken_ohlcvt"
+    source = "kraken"
+    signature = "Kraken OHLCVT: no header, unix seconds + 6 fields"
+    string_columns = ()
+    COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "trades")
+    FILE_NAME = re.compile(r"^([A-Z0-9]{4,20})_(\d{1,5})$")
+    MINUTES = {
+        1: "1m",
+        3: "3m",
+        5: "5m",
+        15: "15m",
+        30: "30m",
+        60: "1h",
+        120: "2h",
+        240: "4h",
+        360: "6h",
+        480: "8h",
+        720: "12h",
+        1440: "1d",
+        4320: "3d",
+        10080: "1w",
+    }
+    # Kraken's own asset codes; legacy pairs prefix crypto with X and fiat with Z (XXBTZUSD).
+    RENAMED = {"XBT": "BTC", "XDG": "DOGE", "XXBT": "BTC", "XETH": "ETH", "XXDG": "DOGE"}
+    QUOTES = (
+        *("USDT", "USDC", "ZUSD", "ZEUR", "ZGBP", "ZCAD", "ZJPY", "XXBT", "XETH"),
+        *("USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "DAI", "XBT", "ETH"),
+    )
+
+    @override
+    def match(self, rows: list[list[str]]) -> Layout | None:
+        if not rows or len(rows[0]) != len(self.COLUMNS):
+            return None
+        first = [cell.strip() for cell in rows[0]]
+        if not (_DIGITS.match(first[0]) and len(first[0]) in (9, 10)):
+            return None
+        return Layout(-1, list(self.COLUMNS)) if _numbers(first[1:]) else None
+
+    @override
+    def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+        return _frame(
+            chunk, open_time=epoch_to_ms(chunk["timestamp"]), prices=PLAIN_OHLC, volume="volume"
+        )
+
+    @override
+    def asset_from_name(self, path: Path, registry: AssetRegistry) -> AssetRef | None:
+        found = self.FILE_NAME.match(path.stem)
+        if not found:
+            return None
+        pair = found.group(1)
+        quote = next((q for q in self.QUOTES if pair.endswith(q) and len(pair) > len(q)), None)
+        if quote is None:
+            return None
+        base = pair.removesuffix(quote)
+        base, quote = (self._renamed(code) for code in (base, quote))
+        return _from_content(registry, f"{base}/{quote}")
+
+    def _renamed(self, code: str) -> str:
+        if code in self.RENAMED:
+            return self.RENAMED[code]
+        if len(code) == 4 and code[0] == "Z":  # ZUSD, ZEUR: legacy fiat
+            return code[1:]
+        return code
+
+    @override
+    def interval_from_name(self, path: Path) -> str | None:
+        found = self.FILE_NAME.match(path.stem)
+        return self.MINUTES.get(int(found.group(2))) if found else None
+
+
+class CoinMarketCapExport(CsvFormat):
+    """The "Historical Data" download of coinmarketcap.com: BOM, `;`, newest first, quoted
+    ISO times; columns matched by name (downloads gain columns over time)."""
+
+    name = "coinmarketcap_export"
+    source = "coinmarketcap"
+    signature = "timeOpen;timeClose;...;open;high;low;close;volume;..."
+    string_columns = ("timeopen", "name")
+    delimiters = (";", ",")
+    fallback_interval = "1d"
+    REQUIRED = ("timeopen", "timeclose", "open", "high", "low", "close")
+    # `name` is CMC's id of the currency the prices are in, not the coin.
+    QUOTE_IDS = {"2781": "USD"}
+    FILE_NAME = re.compile(
+        r"^(.+?)(_\d{1,2}_\d{1,2}_\d{4}-\d{1,2}_\d{1,2}_\d{4})?_historical_data_coinmarketcap$"
+    )
+
+    @override
+    def match(self, rows: list[list[str]]) -> Layout | None:
+        if not rows:
+            return None
+        columns = normalise_header(rows[0])
+        return Layout(0, columns) if set(self.REQUIRED) <= set(columns) else None
+
+    @override
+    def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+        open_time = datetimes_to_ms(
+            chunk["timeopen"], ("%Y-%m-%dT%H:%M:%S.%fZ",), iso_fallback=True
+        )
+        volume = "volume" if "volume" in layout.columns else None
+        frame = _frame(chunk, open_time=open_time, prices=PLAIN_OHLC, volume_quote=volume)
+        if "name" in layout.columns:
+            ids = chunk["name"].astype("string").str.strip()
+            other = ids.notna() & ~ids.isin(self.QUOTE_IDS.keys()).fillna(False).astype(bool)
+            if other.any():
+                shown = ids[other].str.slice(0, 20)
+                reason = "prices in CoinMarketCap currency id " + shown + ", not 2781 (USD)"
+                frame["parse_error"] = frame["parse_error"].where(~other, reason)
+        return frame
+
+    @override
+    def asset_from_name(self, path: Path, registry: AssetRegistry) -> AssetRef | None:
+        found = self.FILE_NAME.match(path.stem)
+        return registry.resolve(found.group(1), strict=False) if found else None
