@@ -25,17 +25,18 @@ from etl.db.engine import is_sqlite
 from etl.db.models import SourceBatch
 from etl.extract.csv_formats import CsvFormat, Layout
 from etl.extract.csv_guard import check_regular
-from etl.extract.csv_reader import Chunk, RawLines, iter_chunks, sniff
+from etl.extract.csv_reader import Chunk, iter_chunks, sniff
 from etl.extract.csv_scan import FileScan, file_sha256, scan_file
 from etl.load.writer import (
     CandleWriter,
     batch_already_loaded,
     ensure_asset,
-    insert_rejected,
     load_transaction,
     open_candle_writer,
 )
 from etl.sources.base import RunContext, SourceResult
+from etl.sources.csv_quarantine import Quarantine
+from etl.transform.no_trade import NoTradeRuns, Run, no_trade_mask
 from etl.transform.validate import ASSET_SHIFT, SeenKeys, validate_candles
 
 log = logging.getLogger(__name__)
@@ -96,45 +97,6 @@ def load_file(ctx: RunContext, path: Path, result: SourceResult, options: LoadOp
 
 def _skipped(result: SourceResult, path: Path, sha: str) -> None:
     result.details.append({"file": str(path), "status": "skipped", "sha256": sha})
-
-
-class Quarantine:
-    """Rejected rows of one file, written in bulk with their raw text (memory bounded)."""
-
-    def __init__(self, ctx: RunContext, conn: Connection, path: Path, source: str) -> None:
-        self.ctx, self.conn, self.path, self.source = ctx, conn, path, source
-        self.pending: list[dict[str, Any]] = []
-        self.count = 0
-        self.raw = RawLines(path, ctx.settings.csv_max_line_bytes)
-
-    def add(self, line: int, reason: str) -> None:
-        self.pending.append({"line": line, "reason": reason})
-
-    def flush(self, writer: CandleWriter | None) -> None:
-        if not self.pending:
-            return
-        text = self.raw.take(r["line"] for r in self.pending)
-        rows = [
-            {
-                "run_id": self.ctx.run_id,
-                "source": self.source,
-                "file": str(self.path),
-                "line": r["line"],
-                "raw": _storable(text.get(r["line"], "")),
-                "reason": _storable(r["reason"])[:255],
-                "created_at": self.ctx.now_ms,
-            }
-            for r in self.pending
-        ]
-        if writer is not None:
-            writer.wait()  # the connection is the writer's while a COPY runs
-        insert_rejected(self.conn, rows)
-        self.count += len(rows)
-        self.pending = []
-
-
-def _storable(text: str) -> str:
-    return text.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
 
 
 class AssetMapper:
@@ -219,6 +181,7 @@ class FileLoad:
         self.interval: str | None = None
         self.stats: dict[int, SeriesStats] = {}
         self.seen = SeenKeys()
+        self.no_trade = NoTradeRuns() if file.fmt.no_trade_runs else None
         self.read = self.blank = 0
         self.batch_id = 0
 
@@ -232,9 +195,11 @@ class FileLoad:
                     self.options.on_chunk(number)
                 self._take(chunk, assets, quarantine)
                 if len(quarantine.pending) >= REJECTED_FLUSH_ROWS:
+                    self._end_no_trade_run(quarantine)  # lines reach the quarantine in order
                     quarantine.flush(self.writer)
             self.writer = self.writer or self._writer()  # no valid row: nothing to upsert
             counts = self.writer.finish()
+            self._end_no_trade_run(quarantine)
             quarantine.flush(self.writer)
         finally:
             if self.writer is not None:
@@ -249,7 +214,7 @@ class FileLoad:
             "rejected": quarantine.count,
         }
         self._add_to(result, detail)
-        return self._detail(detail)
+        return self._detail(detail) | {"quarantined": quarantine.records}
 
     def _chunks(self) -> Iterable[Chunk]:
         file, settings = self.file, self.ctx.settings
@@ -327,6 +292,8 @@ class FileLoad:
             frame["asset_id"] = assets.asset_ids(frame)
             frame = self._refuse_bad_assets(frame, assets, quarantine)
             self._count_rows(frame)
+            if self.no_trade is not None:
+                frame = self._take_no_trade_rows(self.no_trade, frame, quarantine)
             checked = validate_candles(
                 frame,
                 now_ms=self.ctx.now_ms,
@@ -355,6 +322,26 @@ class FileLoad:
         for line, reason in zip(frame.loc[bad, "line"], reasons[bad], strict=True):
             quarantine.add(int(line), str(reason))
         return frame.loc[~bad].reset_index(drop=True)
+
+    def _take_no_trade_rows(
+        self, no_trade: NoTradeRuns, frame: pd.DataFrame, quarantine: Quarantine
+    ) -> pd.DataFrame:
+        """Rows with a time and no value leave the frame and join runs (one record each)."""
+        empty = no_trade_mask(frame)
+        if not empty.any():
+            return frame
+        runs = no_trade.feed(frame.loc[empty, ["line", "open_time", "asset_id"]])
+        self._quarantine_runs(runs, quarantine)
+        return frame.loc[~empty].reset_index(drop=True)
+
+    def _end_no_trade_run(self, quarantine: Quarantine) -> None:
+        if self.no_trade is not None:
+            self._quarantine_runs(self.no_trade.close(), quarantine)
+
+    def _quarantine_runs(self, runs: list[Run], quarantine: Quarantine) -> None:
+        for run in runs:
+            quarantine.add(run.first_line, run.reason, rows=run.rows)
+            self.stats.setdefault(run.asset_id, SeriesStats()).rejected["missing_ohlc"] += run.rows
 
     def _decide_interval(self, valid: pd.DataFrame) -> str:
         fmt, path = self.file.fmt, self.file.path
