@@ -27,6 +27,7 @@ from etl.extract.csv_formats import CsvFormat, Layout
 from etl.extract.csv_guard import check_regular
 from etl.extract.csv_reader import Chunk, iter_chunks, sniff
 from etl.extract.csv_scan import FileScan, file_sha256, scan_file
+from etl.extract.zip_members import CsvInput, input_path
 from etl.load.writer import (
     CandleWriter,
     batch_already_loaded,
@@ -53,7 +54,8 @@ class LoadOptions:
 
 @dataclass(frozen=True)
 class FileInput:
-    path: Path
+    source: CsvInput  # what is opened: a file, or a member of a zip
+    path: Path  # what it is called: the file, or `archive.zip/member.csv`
     fmt: CsvFormat
     layout: Layout
     scan: FileScan
@@ -73,23 +75,29 @@ def file_symbol(
     return fallback or fmt.default_symbol
 
 
-def load_file(ctx: RunContext, path: Path, result: SourceResult, options: LoadOptions) -> None:
+def load_file(
+    ctx: RunContext, source: CsvInput, result: SourceResult, options: LoadOptions
+) -> None:
+    """Load one file, or one member of a zip (whose archive the caller checked)."""
     started = time.perf_counter()
-    check_regular(path, options.roots)
+    path = input_path(source)
+    if isinstance(source, Path):
+        check_regular(source, options.roots)
     limit = ctx.settings.csv_max_line_bytes
-    sha256 = file_sha256(path)  # an unchanged file costs this one fast pass, nothing more
+    sha256 = file_sha256(source)  # an unchanged file costs this one fast pass, nothing more
     with ctx.engine.connect() as conn:
         if batch_already_loaded(conn, sha256):
             _skipped(result, path, sha256)
             log.info("csv file unchanged, skipped", extra={"file": str(path)})
             return
-    scan = scan_file(path, limit, sha256=sha256)
-    fmt, layout = sniff(path, limit)
+    scan = scan_file(source, limit, sha256=sha256)
+    fmt, layout = sniff(source, limit)
     with load_transaction(ctx.engine, str(path)) as conn:
         if batch_already_loaded(conn, scan.sha256):  # another run loaded it while we waited
             _skipped(result, path, scan.sha256)
             return
-        detail = FileLoad(ctx, conn, FileInput(path, fmt, layout, scan), options).run(result)
+        file = FileInput(source, path, fmt, layout, scan)
+        detail = FileLoad(ctx, conn, file, options).run(result)
     detail["duration_s"] = round(time.perf_counter() - started, 3)
     result.details.append(detail)
     log.info("csv file loaded", extra=detail)
@@ -188,7 +196,7 @@ class FileLoad:
     def run(self, result: SourceResult) -> dict[str, Any]:
         self.batch_id = self._open_batch()
         self.assets = assets = AssetMapper(self.ctx, self.conn, self.file, self.options)
-        quarantine = Quarantine(self.ctx, self.conn, self.file.path, self.source)
+        quarantine = Quarantine(self.ctx, self.conn, self.file.source, self.source)
         try:
             for number, chunk in enumerate(self._chunks()):
                 if self.options.on_chunk is not None:
@@ -219,7 +227,7 @@ class FileLoad:
     def _chunks(self) -> Iterable[Chunk]:
         file, settings = self.file, self.ctx.settings
         chunks = iter_chunks(
-            file.path, file.fmt, file.layout, settings.csv_chunk_rows, file.scan.unreadable
+            file.source, file.fmt, file.layout, settings.csv_chunk_rows, file.scan.unreadable
         )
         show = self.ctx.show_progress
         return tqdm(chunks, desc=file.path.name, unit="chunk", disable=not show)

@@ -6,12 +6,12 @@ A record stands for one rejected row, or for a run of no-trade rows (`etl.transf
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
 from etl.extract.csv_reader import RawLines
+from etl.extract.zip_members import CsvInput, input_path
 from etl.load.writer import CandleWriter, insert_rejected
 from etl.sources.base import RunContext
 
@@ -19,12 +19,12 @@ from etl.sources.base import RunContext
 class Quarantine:
     """Rejected rows of one file, written in bulk with their raw text (memory bounded)."""
 
-    def __init__(self, ctx: RunContext, conn: Connection, path: Path, source: str) -> None:
-        self.ctx, self.conn, self.path, self.source = ctx, conn, path, source
+    def __init__(self, ctx: RunContext, conn: Connection, file: CsvInput, source: str) -> None:
+        self.ctx, self.conn, self.path, self.source = ctx, conn, input_path(file), source
         self.pending: list[dict[str, Any]] = []
         self.count = 0  # rows rejected
         self.records = 0  # rows written to `rejected_row`
-        self.raw = RawLines(path, ctx.settings.csv_max_line_bytes)
+        self.raw = RawLines(file, ctx.settings.csv_max_line_bytes)
 
     def add(self, line: int, reason: str, rows: int = 1) -> None:
         self.pending.append({"line": line, "reason": reason})
