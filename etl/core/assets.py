@@ -107,6 +107,11 @@ def _squash(text: str) -> str:
     return _SEPARATORS.sub("", text).upper()
 
 
+def split_pair(text: str) -> tuple[str, str] | None:
+    """(base, quote) when `text` ends in a known quote (`BTCUSDT`, `eth/btc`), else None."""
+    return AssetRegistry._split_pair(text)
+
+
 class AssetRegistry:
     """Resolves aliases to assets. Extend it with assets read from the database."""
 

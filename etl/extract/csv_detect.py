@@ -17,7 +17,12 @@ from etl.extract.csv_formats import (
     Yahoo,
     YFinance,
 )
-from etl.extract.exchange_formats import BinanceKlines, CoinMarketCapExport, KrakenOhlcvt
+from etl.extract.exchange_formats import (
+    BinanceKlines,
+    CoinGeckoExport,
+    CoinMarketCapExport,
+    KrakenOhlcvt,
+)
 
 FORMATS: tuple[CsvFormat, ...] = (
     KaggleCoin(),
@@ -29,6 +34,7 @@ FORMATS: tuple[CsvFormat, ...] = (
     Bitstamp(),
     Canonical(),
     CoinMarketCapExport(),
+    CoinGeckoExport(),
     BinanceKlines(),
     KrakenOhlcvt(),
 )

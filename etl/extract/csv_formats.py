@@ -117,6 +117,7 @@ class CsvFormat:
     delimiters: tuple[str, ...] = (",",)  # the separators the layout is tried with
     fallback_interval: str | None = None  # when neither the times nor the name tell
     no_trade_runs: bool = False  # all-empty rows are quarantined as runs (Bitstamp NaN)
+    kind: str = "candle"  # or "price_point": a price with no bar around it (CoinGecko)
 
     def match(self, rows: list[list[str]]) -> Layout | None:  # noqa: ARG002
         raise NotImplementedError
@@ -246,7 +247,7 @@ class YFinance(CsvFormat):
 
     name = "yfinance"
     source = "yahoo"
-    signature = "Price,Close,High,Low,Open,Volume / Ticker,BTC-USD,... / Date,,,,,"
+    signature = "Price,Close,... / Ticker,BTC-USD,... / Date,,,"
 
     @override
     def match(self, rows: list[list[str]]) -> Layout | None:

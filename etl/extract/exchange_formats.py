@@ -1,5 +1,6 @@
-"""The public archives people download: Binance's and Kraken's headerless klines, and
-CoinMarketCap's historical-data export (see docs/formats.md for each one's conventions).
+"""The public archives people download: Binance's and Kraken's headerless klines,
+CoinMarketCap's historical-data export and CoinGecko's price export (see docs/formats.md
+for each one's conventions).
 
 Binance and Kraken files carry no header and name neither the asset nor the interval in
 their rows: both come from the file name, which follows each exchange's own convention
@@ -16,10 +17,11 @@ from pathlib import Path
 import pandas as pd
 from typing_extensions import override
 
-from etl.core.assets import AssetRef, AssetRegistry
+from etl.core.assets import AssetRef, AssetRegistry, split_pair
 from etl.core.errors import AssetTextError
+from etl.core.intervals import DAY_MS
 from etl.extract.csv_formats import PLAIN_OHLC, CsvFormat, Layout, _frame, normalise_header
-from etl.extract.parse import datetimes_to_ms, epoch_ms_or_us_to_ms, epoch_to_ms
+from etl.extract.parse import datetimes_to_ms, epoch_ms_or_us_to_ms, epoch_to_ms, parse_numbers
 
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _DIGITS = re.compile(r"^\d+$")
@@ -29,9 +31,14 @@ def _numbers(cells: list[str]) -> bool:
     return all(_DECIMAL.match(cell.strip()) for cell in cells)
 
 
-def _from_content(registry: AssetRegistry, symbol: str) -> AssetRef | None:
+def _pair(registry: AssetRegistry, symbol: str) -> AssetRef | None:
+    """The pair a file name spells, only when its quote is one we know: `BTCBIDR` must not
+    become BTCBIDR/USD (an unknown quote leaves the file to `--csv-symbol`)."""
+    pair = split_pair(symbol)
+    if pair is None:
+        return None
     try:
-        return registry.from_content(symbol)
+        return registry.from_content(f"{pair[0]}/{pair[1]}")
     except AssetTextError:
         return None
 
@@ -42,7 +49,7 @@ class BinanceKlines(CsvFormat):
 
     name = "binance_klines"
     source = "binance"
-    signature = "Binance klines: no header, 12 fields, open time in ms or us"
+    signature = "Binance klines (no header, 12 fields)"
     string_columns = ()
     COLUMNS = (
         "open_time",
@@ -88,7 +95,7 @@ class BinanceKlines(CsvFormat):
     @override
     def asset_from_name(self, path: Path, registry: AssetRegistry) -> AssetRef | None:
         found = self.FILE_NAME.match(path.stem)
-        return _from_content(registry, found.group(1)) if found else None
+        return _pair(registry, found.group(1)) if found else None
 
     @override
     def interval_from_name(self, path: Path) -> str | None:
@@ -102,7 +109,7 @@ class KrakenOhlcvt(CsvFormat):
 
     name = "kraken_ohlcvt"
     source = "kraken"
-    signature = "Kraken OHLCVT: no header, unix seconds + 6 fields"
+    signature = "Kraken OHLCVT (no header, 7 fields)"
     string_columns = ()
     COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "trades")
     FILE_NAME = re.compile(r"^([A-Z0-9]{4,20})_(\d{1,5})$")
@@ -155,7 +162,7 @@ class KrakenOhlcvt(CsvFormat):
             return None
         base = pair.removesuffix(quote)
         base, quote = (self._renamed(code) for code in (base, quote))
-        return _from_content(registry, f"{base}/{quote}")
+        return _pair(registry, f"{base}/{quote}")
 
     def _renamed(self, code: str) -> str:
         if code in self.RENAMED:
@@ -176,7 +183,7 @@ class CoinMarketCapExport(CsvFormat):
 
     name = "coinmarketcap_export"
     source = "coinmarketcap"
-    signature = "timeOpen;timeClose;...;open;high;low;close;volume;..."
+    signature = "timeOpen;timeClose;...;close;volume;..."
     string_columns = ("timeopen", "name")
     delimiters = (";", ",")
     fallback_interval = "1d"
@@ -214,3 +221,48 @@ class CoinMarketCapExport(CsvFormat):
     def asset_from_name(self, path: Path, registry: AssetRegistry) -> AssetRef | None:
         found = self.FILE_NAME.match(path.stem)
         return registry.resolve(found.group(1), strict=False) if found else None
+
+
+class CoinGeckoExport(CsvFormat):
+    """coingecko.com's historical-data CSV: one price snapshot per day, **no open, high or
+    low**. Loaded as price points (`price_point`), never as candles."""
+
+    name = "coingecko_export"
+    source = "coingecko"
+    signature = "snapped_at,price,market_cap,total_volume"
+    string_columns = ("snapped_at",)
+    kind = "price_point"
+    # `btc-usd-max` (CoinGecko's own name: coin symbol, vs currency, range)
+    FILE_NAME = re.compile(r"^([a-z0-9]{1,16})-([a-z]{3,5})-[a-z0-9]+$")
+
+    @override
+    def match(self, rows: list[list[str]]) -> Layout | None:
+        if not rows:
+            return None
+        columns = normalise_header(rows[0])
+        return Layout(0, columns) if {"snapped_at", "price"} <= set(columns) else None
+
+    @override
+    def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+        observed, err = datetimes_to_ms(
+            chunk["snapped_at"], ("%Y-%m-%d %H:%M:%S UTC",), iso_fallback=True
+        )
+        # A few snapshots are late (`2017-06-06 23:29:55 UTC`) on days with no 00:00 row:
+        # the day is the snapshot's date (floored, never rounded into the next day).
+        day = observed - observed % DAY_MS
+        volume = "total_volume" if "total_volume" in layout.columns else None
+        frame = _frame(chunk, open_time=(day, err), prices={"close": "price"}, volume_quote=volume)
+        for missing in ("open", "high", "low"):
+            frame[missing] = float("nan")
+        frame["observed_at"] = observed
+        frame["market_cap"] = float("nan")
+        if "market_cap" in layout.columns:
+            cap, cap_err = parse_numbers(chunk["market_cap"], field="market_cap")
+            frame["market_cap"] = cap
+            frame["parse_error"] = frame["parse_error"].where(frame["parse_error"].notna(), cap_err)
+        return frame
+
+    @override
+    def asset_from_name(self, path: Path, registry: AssetRegistry) -> AssetRef | None:
+        found = self.FILE_NAME.match(path.stem.lower())
+        return _pair(registry, f"{found.group(1)}/{found.group(2)}") if found else None

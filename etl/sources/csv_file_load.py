@@ -28,6 +28,7 @@ from etl.extract.csv_guard import check_regular
 from etl.extract.csv_reader import Chunk, iter_chunks, sniff
 from etl.extract.csv_scan import FileScan, file_sha256, scan_file
 from etl.extract.zip_members import CsvInput, input_path
+from etl.load.price_points import PricePointWriter
 from etl.load.writer import (
     CandleWriter,
     batch_already_loaded,
@@ -38,6 +39,7 @@ from etl.load.writer import (
 from etl.sources.base import RunContext, SourceResult
 from etl.sources.csv_quarantine import Quarantine
 from etl.transform.no_trade import NoTradeRuns, Run, no_trade_mask
+from etl.transform.price_points import validate_price_points
 from etl.transform.validate import ASSET_SHIFT, SeenKeys, validate_candles
 
 log = logging.getLogger(__name__)
@@ -190,6 +192,7 @@ class FileLoad:
         self.stats: dict[int, SeriesStats] = {}
         self.seen = SeenKeys()
         self.no_trade = NoTradeRuns() if file.fmt.no_trade_runs else None
+        self.prices = file.fmt.kind == "price_point"  # loads into `price_point`, not `candle`
         self.read = self.blank = 0
         self.batch_id = 0
 
@@ -259,7 +262,8 @@ class FileLoad:
         )
 
     def _add_to(self, result: SourceResult, counts: dict[str, int]) -> None:
-        for asset_id, stats in self.stats.items():
+        # price points are no bar series: no metrics, no quality report (both read candles)
+        for asset_id, stats in ({} if self.prices else self.stats).items():
             key = (asset_id, self.source, self.interval or "1d")
             result.series.setdefault(key, SeriesStats()).merge(stats)
         result.read += self.read
@@ -275,6 +279,7 @@ class FileLoad:
             "format": self.file.fmt.name,
             "source": self.source,
             "interval": self.interval,
+            "table": "price_point" if self.prices else "candle",
             "read": self.read,
             **counts,
             "blank_lines": self.blank,
@@ -282,6 +287,10 @@ class FileLoad:
         }
 
     def _writer(self) -> CandleWriter:
+        if self.prices:
+            return PricePointWriter(
+                self.conn, source=self.source, batch_id=self.batch_id, now_ms=self.ctx.now_ms
+            )
         interval = self.interval or self.file.fmt.fixed_interval or "1d"
         return open_candle_writer(
             self.conn,
@@ -302,14 +311,15 @@ class FileLoad:
             self._count_rows(frame)
             if self.no_trade is not None:
                 frame = self._take_no_trade_rows(self.no_trade, frame, quarantine)
-            checked = validate_candles(
+            validate = validate_price_points if self.prices else validate_candles
+            checked = validate(
                 frame,
                 now_ms=self.ctx.now_ms,
                 future_tolerance_ms=self.ctx.settings.future_tolerance_seconds * 1000,
             )
             valid, dupes = self.seen.split(checked.valid)
             if self.writer is None and not valid.empty:
-                self.interval = self._decide_interval(valid)
+                self.interval = None if self.prices else self._decide_interval(valid)
                 self.writer = self._writer()
             if self.writer is not None:
                 self.writer.add(valid)

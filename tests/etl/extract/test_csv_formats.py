@@ -280,3 +280,16 @@ def test_archive_layouts_are_told_apart_by_their_first_row(
             sniff(path)
     else:
         assert sniff(path)[0].name == expected
+
+
+def test_coingecko_export_is_a_price_per_day_with_no_ohlc() -> None:
+    name, frame = read_all(REAL / "btc-usd-max.csv")
+    assert name == "coingecko_export"
+    assert len(frame) == 3160
+    assert frame[["open", "high", "low"]].isna().all().all()  # nothing invented
+    assert frame["close"].iloc[0] == 135.3
+    assert frame["open_time"].iloc[0] == ms("2013-04-28T00:00:00")
+    late = frame[frame["observed_at"] == ms("2017-06-06T23:29:55")]
+    assert late["open_time"].tolist() == [ms("2017-06-06T00:00:00")]  # floored, not rounded
+    assert frame["open_time"].is_unique
+    assert frame["parse_error"].isna().all()

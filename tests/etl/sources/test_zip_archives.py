@@ -17,6 +17,7 @@ from tests.helpers import file_detail, rows, run_csv, scalar
 BINANCE = "BTCUSDT-1h-2024-12.csv"
 KRAKEN = "XBTUSD_1440.csv"
 CMC = "Bitcoin_7_30_2020-8_29_2025_historical_data_coinmarketcap.csv"
+GECKO = "btc-usd-max.csv"
 
 
 def zipped(folder: Path, name: str, members: dict[str, bytes]) -> Path:
@@ -43,7 +44,8 @@ def test_downloaded_zips_load_like_their_csvs(
         },
     )
     cmc = zipped(tmp_path, "cmc.zip", {CMC: (REAL / CMC).read_bytes()})
-    summary = run_csv(settings, engine, [binance, kraken, cmc])
+    gecko = zipped(tmp_path, "gecko.zip", {GECKO: (REAL / GECKO).read_bytes()})
+    summary = run_csv(settings, engine, [binance, kraken, cmc, gecko])
     assert summary.status == "success", summary.error
     counts = {
         Path(d["file"]).name: (d["format"], d["interval"], d["read"], d["inserted"], d["rejected"])
@@ -54,6 +56,7 @@ def test_downloaded_zips_load_like_their_csvs(
         KRAKEN: ("kraken_ohlcvt", "1d", 2722, 2722, 0),
         "ETHUSD_60.csv": ("kraken_ohlcvt", "1h", 2, 2, 0),
         CMC: ("coinmarketcap_export", "1d", 1856, 1856, 0),
+        GECKO: ("coingecko_export", None, 3160, 3160, 0),
     }
     assert file_detail(summary, BINANCE)["file"] == f"{binance}/{BINANCE}"
     assert rows(
@@ -66,6 +69,7 @@ def test_downloaded_zips_load_like_their_csvs(
         ("BTCUSDT", "binance", 744),
         ("ETHUSD", "kraken", 2),
     ]
+    assert scalar(engine, "SELECT count(*) FROM price_point") == 3160
     batches = rows(engine, "SELECT ref FROM source_batch ORDER BY ref")
     assert [ref for (ref,) in batches][0] == f"{binance}/{BINANCE}"
 
