@@ -70,17 +70,26 @@ class BinanceKlines(CsvFormat):
 
     @override
     def match(self, rows: list[list[str]]) -> Layout | None:
+        """Binance's spot files have no header; copies sometimes carry one an uploader added
+        (`open_time,open,...` or `Opentime,Open,...`): its 12 columns are the same."""
         if not rows or len(rows[0]) != len(self.COLUMNS):
             return None
-        first = [cell.strip() for cell in rows[0]]
+        header = [re.sub(r"[\s_]", "", cell) for cell in normalise_header(rows[0])]
+        if header[0] == "opentime" and header[6] == "closetime":
+            found = self._data_row(rows[1]) if len(rows) > 1 else False
+            return Layout(0, list(self.COLUMNS)) if found else None
+        return Layout(-1, list(self.COLUMNS)) if self._data_row(rows[0]) else None
+
+    def _data_row(self, row: list[str]) -> bool:
+        if len(row) != len(self.COLUMNS):
+            return False
+        first = [cell.strip() for cell in row]
         open_time, close_time = first[0], first[6]
         if not (_DIGITS.match(open_time) and len(open_time) in (13, 16)):
-            return None
+            return False
         if not (_DIGITS.match(close_time) and len(close_time) == len(open_time)):
-            return None
-        if int(close_time) <= int(open_time) or not _numbers(first[1:6] + first[7:11]):
-            return None
-        return Layout(-1, list(self.COLUMNS))
+            return False
+        return int(close_time) > int(open_time) and _numbers(first[1:6] + first[7:11])
 
     @override
     def normalise(self, chunk: pd.DataFrame, layout: Layout) -> pd.DataFrame:

@@ -293,3 +293,22 @@ def test_coingecko_export_is_a_price_per_day_with_no_ohlc() -> None:
     assert late["open_time"].tolist() == [ms("2017-06-06T00:00:00")]  # floored, not rounded
     assert frame["open_time"].is_unique
     assert frame["parse_error"].isna().all()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "open_time,open,high,low,close,volume,close_time,quote_volume,count,"
+        "taker_buy_volume,taker_buy_quote_volume,ignore",
+        "Opentime,Open,High,Low,Close,Volume,Closetime,Quote asset volume,Number of trades,"
+        "Taker buy base asset volume,Taker buy quote asset volume,Ignore",
+    ],
+)
+def test_binance_klines_with_an_added_header_read_the_same(tmp_path: Path, header: str) -> None:
+    path = tmp_path / "BTCUSDT-1h-2024-12.csv"
+    data = (REAL / "BTCUSDT-1h-2024-12.csv").read_text()
+    path.write_text(header + "\n" + data)
+    name, frame = read_all(path)
+    assert name == "binance_klines"
+    assert len(frame) == 744 and frame["line"].iloc[0] == 2
+    assert frame["open_time"].iloc[0] == ms("2024-12-01T00:00:00")
