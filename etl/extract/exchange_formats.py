@@ -138,12 +138,14 @@ class KrakenOhlcvt(CsvFormat):
         4320: "3d",
         10080: "1w",
     }
-    # Kraken's own asset codes; legacy pairs prefix crypto with X and fiat with Z (XXBTZUSD).
-    RENAMED = {"XBT": "BTC", "XDG": "DOGE", "XXBT": "BTC", "XETH": "ETH", "XXDG": "DOGE"}
+    # Kraken's own asset codes; its legacy 8-letter pairs prefix crypto with X and fiat
+    # with Z (`XXBTZUSD`, `XETHXXBT`).
+    RENAMED = {"XBT": "BTC", "XDG": "DOGE"}
     QUOTES = (
-        *("USDT", "USDC", "ZUSD", "ZEUR", "ZGBP", "ZCAD", "ZJPY", "XXBT", "XETH"),
-        *("USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "DAI", "XBT", "ETH"),
+        *("USDT", "USDC", "USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "DAI"),
+        *("XBT", "ETH"),
     )
+    LEGACY = re.compile(r"^X([A-Z0-9]{3})([XZ])([A-Z]{3})$")
 
     @override
     def match(self, rows: list[list[str]]) -> Layout | None:
@@ -166,19 +168,16 @@ class KrakenOhlcvt(CsvFormat):
         if not found:
             return None
         pair = found.group(1)
-        quote = next((q for q in self.QUOTES if pair.endswith(q) and len(pair) > len(q)), None)
-        if quote is None:
+        legacy = self.LEGACY.match(pair)
+        if legacy:
+            base, quote = legacy.group(1), legacy.group(3)
+        else:
+            quote = next((q for q in self.QUOTES if pair.endswith(q) and len(pair) > len(q)), "")
+            base = pair.removesuffix(quote)
+        if not quote:
             return None
-        base = pair.removesuffix(quote)
-        base, quote = (self._renamed(code) for code in (base, quote))
+        base, quote = (self.RENAMED.get(code, code) for code in (base, quote))
         return _pair(registry, f"{base}/{quote}")
-
-    def _renamed(self, code: str) -> str:
-        if code in self.RENAMED:
-            return self.RENAMED[code]
-        if len(code) == 4 and code[0] == "Z":  # ZUSD, ZEUR: legacy fiat
-            return code[1:]
-        return code
 
     @override
     def interval_from_name(self, path: Path) -> str | None:

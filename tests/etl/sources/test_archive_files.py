@@ -184,15 +184,19 @@ def test_kraken_other_pairs_and_intervals_name_their_series(
     (tmp_path / "XDGEUR_15.csv").write_text(
         "".join(f"{start + i * 900},0.0047,0.0048,0.0046,0.0047,1200,3\n" for i in range(4))
     )
+    (tmp_path / "XTZUSD_1440.csv").write_text(f"{start},2.1,2.2,2.0,2.15,100,4\n")  # Tezos
+    (tmp_path / "XXBTZEUR_5.csv").write_text(f"{start},25000,25010,24990,25005,1.5,20\n")
     (tmp_path / "ETHXBT_720.csv").write_text(
         "".join(f"{start + i * 43200},0.025,0.026,0.024,0.025,10,2\n" for i in range(3))
     )
     summary = run_csv(settings, engine, [tmp_path])
     assert summary.status == "success", summary.error
     assert rows(engine, SERIES) == [
+        ("BTCEUR", "BTC", "EUR", "kraken", "5m", 1, start * 1000, start * 1000),
         ("DOGEEUR", "DOGE", "EUR", "kraken", "15m", 4, start * 1000, (start + 2700) * 1000),
         ("ETHBTC", "ETH", "BTC", "kraken", "12h", 3, start * 1000, (start + 86400) * 1000),
         ("ETHUSD", "ETH", "USD", "kraken", "1h", 5, start * 1000, (start + 4 * hour) * 1000),
+        ("XTZUSD", "XTZ", "USD", "kraken", "1d", 1, start * 1000, start * 1000),
     ]
     assert bar(engine, "ETHUSD", "kraken", (start + 2 * hour) * 1000)[4] == 400.0
 
