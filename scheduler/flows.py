@@ -29,9 +29,10 @@ from etl.core.settings import Settings, ccxt_venues, csv_roots, get_settings
 from etl.db.engine import create_db_engine
 from etl.extract.csv_guard import check_regular, is_below, one_line, resolved, shown
 from etl.extract.csv_reader import sniff
+from etl.extract.zip_members import input_path
 from etl.pipeline import RunSummary, begin_run, end_run
 from etl.sources.base import RunContext, SourceResult
-from etl.sources.csv_files import OUTSIDE_ROOTS, CsvSource, discover
+from etl.sources.csv_files import OUTSIDE_ROOTS, CsvSource, csv_inputs, discover
 from etl.sources.gemini import GeminiSource
 
 
@@ -76,8 +77,9 @@ def plan_files(paths: list[Path], allowed_roots: list[Path] | None = None) -> li
     for path in discover(allowed):
         try:
             check_regular(path, given)  # no FIFO, no symlink out of the folders given
-            fmt, _ = sniff(path)
-            plan.append({"file": shown(path), "format": fmt.name})
+            for source in csv_inputs(path, given):  # a zip: each of its CSV members
+                fmt, _ = sniff(source)
+                plan.append({"file": shown(input_path(source)), "format": fmt.name})
         except Exception as exc:  # noqa: BLE001 - a plan lists problems, it does not stop
             plan.append({"file": shown(path), "format": "unrecognised", "error": one_line(exc)})
     return plan

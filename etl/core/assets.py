@@ -17,8 +17,17 @@ from dataclasses import dataclass
 from etl.core.errors import AssetTextError, UnknownAssetError
 
 DEFAULT_QUOTE = "USD"
-# Longest first, so BTCUSDT is BTC/USDT rather than BTCUSD + T.
-KNOWN_QUOTES = ("RLUSD", "USDT", "USDC", "GUSD", "DAI", "USD", "EUR", "GBP", "SGD", "BTC", "ETH")
+# Longest first, so BTCUSDT is BTC/USDT rather than BTCUSD + T (and BTCFDUSD not BTCFD/USD).
+KNOWN_QUOTES = tuple(
+    sorted(
+        (
+            *("RLUSD", "FDUSD", "USDT", "USDC", "GUSD", "BUSD", "TUSD", "USDP", "DAI", "USD"),
+            *("EUR", "GBP", "SGD", "CAD", "JPY", "CHF", "AUD", "TRY", "BRL", "BTC", "ETH"),
+        ),
+        key=len,
+        reverse=True,
+    )
+)
 _SEPARATORS = re.compile(r"[\s/_\-:.]+")
 _SYMBOL_TEXT = re.compile(r"^[A-Za-z0-9]{1,16}$")
 NAME_MAX_CHARS = 64  # `asset.name` and `asset.coin_id` are String(64)
@@ -96,6 +105,11 @@ def check_display_text(text: str, field: str, limit: int = NAME_MAX_CHARS) -> No
 
 def _squash(text: str) -> str:
     return _SEPARATORS.sub("", text).upper()
+
+
+def split_pair(text: str) -> tuple[str, str] | None:
+    """(base, quote) when `text` ends in a known quote (`BTCUSDT`, `eth/btc`), else None."""
+    return AssetRegistry._split_pair(text)
 
 
 class AssetRegistry:

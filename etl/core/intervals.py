@@ -13,13 +13,18 @@ DAY_MS = 24 * HOUR_MS
 
 INTERVAL_MS: dict[str, int] = {
     "1m": MINUTE_MS,
+    "3m": 3 * MINUTE_MS,
     "5m": 5 * MINUTE_MS,
     "15m": 15 * MINUTE_MS,
     "30m": 30 * MINUTE_MS,
     "1h": HOUR_MS,
+    "2h": 2 * HOUR_MS,
     "4h": 4 * HOUR_MS,
     "6h": 6 * HOUR_MS,
+    "8h": 8 * HOUR_MS,
+    "12h": 12 * HOUR_MS,
     "1d": DAY_MS,
+    "3d": 3 * DAY_MS,
     "1w": 7 * DAY_MS,
 }
 _BY_MS = {ms: name for name, ms in INTERVAL_MS.items()}
@@ -42,13 +47,22 @@ _NAME_HINTS: dict[str, str] = {
     "5min": "5m",
     "15m": "15m",
     "30m": "30m",
+    "2h": "2h",
     "4h": "4h",
     "6h": "6h",
+    "8h": "8h",
+    "12h": "12h",
+    "3d": "3d",
     "1w": "1w",
     "w": "1w",
     "week": "1w",
     "weekly": "1w",
 }
+
+
+def interval_from_ms(step_ms: int) -> str | None:
+    """The interval whose bars are `step_ms` long, if we know one."""
+    return _BY_MS.get(step_ms)
 
 
 def interval_ms(name: str) -> int:

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     csv_chunk_rows: int = Field(default=100_000, ge=1_000)
     # A longer line is quarantined unread (`malformed_line`), never parsed into memory.
     csv_max_line_bytes: int = Field(default=1 << 20, ge=4096)
+    # A `.zip` holding more files, or a member inflating past this, fails that zip alone.
+    csv_zip_max_members: int = Field(default=10_000, ge=1)
+    csv_zip_max_member_bytes: int = Field(default=8 << 30, ge=1)
     # Where the Prefect flow's `csv_paths` may point (default: below KAGGLE_DATA_PATH).
     csv_allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     future_tolerance_seconds: int = Field(default=300, ge=0)

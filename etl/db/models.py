@@ -114,6 +114,25 @@ class Candle(Base):
     ingested_at: Mapped[datetime] = mapped_column(EpochMs)
 
 
+class PricePoint(Base):
+    """One price with no bar around it: CoinGecko's export is one snapshot per day, with no
+    open, high or low. Kept out of `candle` so that no reader, metric or API route can take
+    it for a bar, and nothing is invented to make it look like one. `day` (the snapshot's
+    UTC date, 00:00) keys the daily series; `observed_at` is when the price was taken."""
+
+    __tablename__ = "price_point"
+
+    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[datetime] = mapped_column(EpochMs, primary_key=True)
+    observed_at: Mapped[datetime] = mapped_column(EpochMs)
+    price: Mapped[float] = mapped_column(Float)  # in the asset's quote currency
+    market_cap: Mapped[float | None] = mapped_column(Float)  # quote currency
+    volume_quote_24h: Mapped[float | None] = mapped_column(Float)  # all venues, quote
+    batch_id: Mapped[int] = mapped_column(Integer)
+    ingested_at: Mapped[datetime] = mapped_column(EpochMs)
+
+
 class Ticker(Base):
     """A live snapshot (filled by the live sources). One per asset, source and time: a
     retried load step (Prefect retries the Gemini task with the run's clock) adds nothing."""

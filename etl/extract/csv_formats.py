@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from typing_extensions import override
 
+from etl.core.assets import AssetRef, AssetRegistry
 from etl.core.intervals import DAY_MS
 from etl.core.series import OHLC
 from etl.extract.parse import (
@@ -57,9 +58,10 @@ def normalise_header(cells: list[str]) -> list[str]:
 class Layout:
     """Where the data starts and what its columns are called, as detected."""
 
-    header_line: int  # 0-based index of the last header line
+    header_line: int  # 0-based index of the last header line; -1: no header
     columns: list[str]
     tickers: list[str] = field(default_factory=list)  # yfinance: one per column
+    delimiter: str = ","
 
 
 def _frame(
@@ -112,6 +114,10 @@ class CsvFormat:
     fixed_interval: str | None = None
     default_symbol: str | None = None
     string_columns: tuple[str, ...] = ("date",)
+    delimiters: tuple[str, ...] = (",",)  # the separators the layout is tried with
+    fallback_interval: str | None = None  # when neither the times nor the name tell
+    no_trade_runs: bool = False  # all-empty rows are quarantined as runs (Bitstamp NaN)
+    kind: str = "candle"  # or "price_point": a price with no bar around it (CoinGecko)
 
     def match(self, rows: list[list[str]]) -> Layout | None:  # noqa: ARG002
         raise NotImplementedError
@@ -121,6 +127,14 @@ class CsvFormat:
 
     def source_for(self, path: Path) -> str:  # noqa: ARG002 - overridden per format
         return self.source
+
+    def asset_from_name(self, path: Path, registry: AssetRegistry) -> AssetRef | None:  # noqa: ARG002
+        """The asset the layout's own file-naming convention names, if it has one."""
+        return None
+
+    def interval_from_name(self, path: Path) -> str | None:  # noqa: ARG002
+        """The bar interval the layout's own file-naming convention states, if any."""
+        return None
 
 
 def _header_is(rows: list[list[str]], index: int, *required: str) -> Layout | None:
@@ -161,10 +175,7 @@ class CryptoDataDownload(CsvFormat):
 
     name = "cryptodatadownload"
     source = "cryptodatadownload"
-    signature = (
-        "https://www.CryptoDataDownload.com (banner), then "
-        "unix,date,symbol,open,high,low,close,Volume <BASE>,Volume <QUOTE>"
-    )
+    signature = "CryptoDataDownload banner, then unix,date,symbol,open,...,Volume <BASE>,..."
     string_columns = ("date", "symbol")
     DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %I-%p", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
@@ -236,7 +247,7 @@ class YFinance(CsvFormat):
 
     name = "yfinance"
     source = "yahoo"
-    signature = "Price,Close,High,Low,Open,Volume / Ticker,BTC-USD,... / Date,,,,,"
+    signature = "Price,Close,... / Ticker,BTC-USD,... / Date,,,"
 
     @override
     def match(self, rows: list[list[str]]) -> Layout | None:
@@ -274,12 +285,10 @@ class Bitstamp(CsvFormat):
 
     name = "bitstamp"
     source = "bitstamp"
-    signature = (
-        "Timestamp,Open,High,Low,Close,Volume_(BTC),Volume_(Currency),Weighted_Price "
-        "or Timestamp,Open,High,Low,Close,Volume"
-    )
+    signature = "Timestamp,Open,High,Low,Close,Volume[_(BTC),Volume_(Currency),...]"
     default_symbol = "BTCUSD"  # the dataset is Bitstamp's BTC/USD book
     string_columns = ()
+    no_trade_runs = True
 
     @override
     def match(self, rows: list[list[str]]) -> Layout | None:
@@ -363,23 +372,3 @@ class Canonical(CsvFormat):
             volume_quote="volume_quote" if "volume_quote" in layout.columns else None,
             symbol=chunk["symbol"],
         )
-
-
-FORMATS: tuple[CsvFormat, ...] = (
-    KaggleCoin(),
-    CryptoDataDownload(),
-    YFinance(),
-    Yahoo(),
-    KaggleOld(),
-    Investing(),
-    Bitstamp(),
-    Canonical(),
-)
-
-
-def detect(rows: list[list[str]]) -> tuple[CsvFormat, Layout] | None:
-    for fmt in FORMATS:
-        layout = fmt.match(rows)
-        if layout is not None:
-            return fmt, layout
-    return None

@@ -14,8 +14,7 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -23,9 +22,10 @@ import pandas as pd
 from pandas.io.parsers import TextFileReader
 
 from etl.core.errors import UnrecognisedFormatError
-from etl.extract.csv_formats import CANONICAL_COLUMNS, FORMATS, CsvFormat, Layout, detect
-from etl.extract.csv_guard import open_regular
+from etl.extract.csv_detect import FORMATS, detect
+from etl.extract.csv_formats import CANONICAL_COLUMNS, CsvFormat, Layout
 from etl.extract.csv_scan import DEFAULT_MAX_LINE_BYTES
+from etl.extract.zip_members import CsvInput, input_path, open_input
 
 SNIFF_LINES = 5
 RAW_MAX_CHARS = 4096  # the quarantined text of one line
@@ -42,17 +42,18 @@ class Chunk:
     blank_lines: int
 
 
-def text_handle(path: Path) -> io.TextIOWrapper:
+def text_handle(path: CsvInput) -> io.TextIOWrapper:
     """The file as text the way every reader here sees it (BOM dropped, bad bytes replaced,
     `\r`, `\n` and `\r\n` all end a line, as pandas' parser counts them)."""
-    return io.TextIOWrapper(open_regular(path), encoding="utf-8-sig", errors="replace", newline="")
+    return io.TextIOWrapper(open_input(path), encoding="utf-8-sig", errors="replace", newline="")
 
 
-def sniff(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[CsvFormat, Layout]:
+def sniff(path: CsvInput, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[CsvFormat, Layout]:
     """Recognise the layout from the first lines (the header, banners included); a line
     longer than the limit ends the sniffed text there."""
-    if csv.field_size_limit() < max_line_bytes:
-        csv.field_size_limit(max_line_bytes)  # a 200 KB field is a bad value, not a crash
+    if csv.field_size_limit() <= max_line_bytes + 1:
+        # a 200 KB field is a bad value, not a crash; no field is longer than its line
+        csv.field_size_limit(max_line_bytes + 2)
     lines: list[str] = []
     with text_handle(path) as handle:
         while len(lines) < SNIFF_LINES:
@@ -62,16 +63,15 @@ def sniff(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[Csv
             lines.append(line)
             if len(line) > max_line_bytes:
                 break
-    rows = list(csv.reader(lines))
-    found = detect(rows)
+    found = detect(lines)
     if found is None:
-        first = rows[0] if rows else []
-        raise UnrecognisedFormatError(path, first, [f.signature for f in FORMATS])
+        first = next(csv.reader(lines), [])
+        raise UnrecognisedFormatError(input_path(path), first, [f.signature for f in FORMATS])
     return found
 
 
 def iter_chunks(
-    path: Path,
+    path: CsvInput,
     fmt: CsvFormat,
     layout: Layout,
     chunk_rows: int,
@@ -86,7 +86,10 @@ def iter_chunks(
     if skipped:
         skiprows = [*range(layout.header_line + 1), *(line - 1 for line in skipped)]
     position = 0
-    with open_regular(path) as handle, _reader(handle, fmt, layout, chunk_rows, skiprows) as reader:
+    with (
+        open_input(path) as handle,
+        _reader(cast(BinaryIO, handle), fmt, layout, chunk_rows, skiprows) as reader,
+    ):
         for chunk, bad in _chunks_with_warnings(reader):
             skipped.extend(line for line, _ in bad)
             rows = np.arange(position, position + len(chunk))
@@ -107,7 +110,11 @@ def iter_chunks(
 
 
 def _reader(
-    handle: BinaryIO, fmt: CsvFormat, layout: Layout, chunk_rows: int, skiprows: int | list[int]
+    handle: BinaryIO,
+    fmt: CsvFormat,
+    layout: Layout,
+    chunk_rows: int,
+    skiprows: int | list[int],
 ) -> TextFileReader:
     return pd.read_csv(
         handle,
@@ -117,6 +124,7 @@ def _reader(
         dtype={c: _TEXT_DTYPE.get(c, str) for c in fmt.string_columns if c in layout.columns},
         chunksize=chunk_rows,
         skip_blank_lines=False,
+        sep=layout.delimiter,
         encoding="utf-8-sig",
         index_col=False,
         on_bad_lines="warn",
@@ -158,7 +166,7 @@ class RawLines:
     order (chunks arrive in file order) and the whole file is read at most once. A line is
     kept up to `RAW_MAX_CHARS` (a 10 MB line is never held in memory whole)."""
 
-    def __init__(self, path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(self, path: CsvInput, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self._handle = text_handle(path)
         self._line = 0
         self._limit = max(max_line_bytes, RAW_MAX_CHARS)
@@ -191,7 +199,7 @@ class RawLines:
         self._handle.close()
 
 
-def raw_lines(path: Path, wanted: Iterable[int]) -> dict[int, str]:
+def raw_lines(path: CsvInput, wanted: Iterable[int]) -> dict[int, str]:
     """The exact text of the given 1-based lines, in one streaming pass."""
     reader = RawLines(path)
     try:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from etl.core.errors import FileExtractError
-from etl.extract.csv_guard import open_regular
+from etl.extract.zip_members import CsvInput, input_path, open_input
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20  # CSV_MAX_LINE_BYTES
 MAX_UNREADABLE_LINES = 100_000  # beyond this it is not a text file with a few bad lines
@@ -29,26 +28,27 @@ class FileScan:
     unreadable: tuple[tuple[int, str], ...]  # (1-based line, reason), never parsed
 
 
-def file_sha256(path: Path) -> str:
-    """The content hash alone: all an unchanged file costs on the next run."""
-    with open_regular(path) as handle:
+def file_sha256(path: CsvInput) -> str:
+    """The content hash alone (of a zip member: of its inflated bytes, so a zipped and an
+    unzipped copy are the same content): all an unchanged file costs on the next run."""
+    with open_input(path) as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def scan_file(
-    path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, *, sha256: str | None = None
+    path: CsvInput, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, *, sha256: str | None = None
 ) -> FileScan:
     """Hash (unless `sha256` is already known) and find the lines the parser must skip."""
     digest = hashlib.sha256()
     counter = _LineCounter(max_line_bytes)
-    with open_regular(path) as handle:
+    with open_input(path) as handle:
         for block in iter(lambda: handle.read(min(1 << 20, max_line_bytes)), b""):
             if sha256 is None:
                 digest.update(block)
             counter.feed(block)
             if len(counter.bad) > MAX_UNREADABLE_LINES:
                 raise FileExtractError(
-                    path,
+                    input_path(path),
                     f"more than {MAX_UNREADABLE_LINES} lines with NUL bytes or over "
                     "CSV_MAX_LINE_BYTES: not a CSV text file",
                 )

@@ -16,6 +16,8 @@ MISSING_TOKENS = frozenset({"", "-", "null", "nan", "none", "n/a", "na", "#n/a"}
 _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9}
 # Epoch values at or above this are milliseconds (1e11 seconds is the year 5138).
 EPOCH_MS_THRESHOLD = 1e11
+# ... and at or above this, microseconds (1e14 ms is the year 5138 too).
+EPOCH_US_THRESHOLD = 1e14
 EPOCH = pd.Timestamp(0, tz=UTC)
 
 
@@ -53,6 +55,14 @@ def epoch_to_ms(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     writes them; floats such as `1325412060.0` too) to epoch milliseconds."""
     numbers, errors = parse_numbers(values, field="timestamp")
     ms = numbers.where(numbers >= EPOCH_MS_THRESHOLD, numbers * 1000.0)
+    return ms.round(), errors
+
+
+def epoch_ms_or_us_to_ms(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Unix milliseconds or microseconds, decided per value by magnitude (Binance's archive
+    switched to microseconds on 2025-01-01; one file may hold both), to epoch ms."""
+    numbers, errors = parse_numbers(values, field="timestamp")
+    ms = numbers.where(numbers < EPOCH_US_THRESHOLD, numbers / 1000.0)
     return ms.round(), errors
 
 

@@ -19,23 +19,27 @@ from tqdm import tqdm
 
 from etl.core.assets import AssetRef, AssetRegistry
 from etl.core.errors import AssetTextError, EtlError, FileExtractError
-from etl.core.intervals import infer_interval, interval_from_name
+from etl.core.intervals import INTERVAL_MS, infer_interval, interval_from_name
 from etl.core.series import OHLC, SeriesStats
 from etl.db.engine import is_sqlite
 from etl.db.models import SourceBatch
 from etl.extract.csv_formats import CsvFormat, Layout
 from etl.extract.csv_guard import check_regular
-from etl.extract.csv_reader import Chunk, RawLines, iter_chunks, sniff
+from etl.extract.csv_reader import Chunk, iter_chunks, sniff
 from etl.extract.csv_scan import FileScan, file_sha256, scan_file
+from etl.extract.zip_members import CsvInput, input_path
+from etl.load.price_points import PricePointWriter
 from etl.load.writer import (
     CandleWriter,
     batch_already_loaded,
     ensure_asset,
-    insert_rejected,
     load_transaction,
     open_candle_writer,
 )
 from etl.sources.base import RunContext, SourceResult
+from etl.sources.csv_quarantine import Quarantine
+from etl.transform.no_trade import NoTradeRuns, Run, no_trade_mask
+from etl.transform.price_points import validate_price_points
 from etl.transform.validate import ASSET_SHIFT, SeenKeys, validate_candles
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,8 @@ class LoadOptions:
 
 @dataclass(frozen=True)
 class FileInput:
-    path: Path
+    source: CsvInput  # what is opened: a file, or a member of a zip
+    path: Path  # what it is called: the file, or `archive.zip/member.csv`
     fmt: CsvFormat
     layout: Layout
     scan: FileScan
@@ -72,23 +77,29 @@ def file_symbol(
     return fallback or fmt.default_symbol
 
 
-def load_file(ctx: RunContext, path: Path, result: SourceResult, options: LoadOptions) -> None:
+def load_file(
+    ctx: RunContext, source: CsvInput, result: SourceResult, options: LoadOptions
+) -> None:
+    """Load one file, or one member of a zip (whose archive the caller checked)."""
     started = time.perf_counter()
-    check_regular(path, options.roots)
+    path = input_path(source)
+    if isinstance(source, Path):
+        check_regular(source, options.roots)
     limit = ctx.settings.csv_max_line_bytes
-    sha256 = file_sha256(path)  # an unchanged file costs this one fast pass, nothing more
+    sha256 = file_sha256(source)  # an unchanged file costs this one fast pass, nothing more
     with ctx.engine.connect() as conn:
         if batch_already_loaded(conn, sha256):
             _skipped(result, path, sha256)
             log.info("csv file unchanged, skipped", extra={"file": str(path)})
             return
-    scan = scan_file(path, limit, sha256=sha256)
-    fmt, layout = sniff(path, limit)
+    scan = scan_file(source, limit, sha256=sha256)
+    fmt, layout = sniff(source, limit)
     with load_transaction(ctx.engine, str(path)) as conn:
         if batch_already_loaded(conn, scan.sha256):  # another run loaded it while we waited
             _skipped(result, path, scan.sha256)
             return
-        detail = FileLoad(ctx, conn, FileInput(path, fmt, layout, scan), options).run(result)
+        file = FileInput(source, path, fmt, layout, scan)
+        detail = FileLoad(ctx, conn, file, options).run(result)
     detail["duration_s"] = round(time.perf_counter() - started, 3)
     result.details.append(detail)
     log.info("csv file loaded", extra=detail)
@@ -96,45 +107,6 @@ def load_file(ctx: RunContext, path: Path, result: SourceResult, options: LoadOp
 
 def _skipped(result: SourceResult, path: Path, sha: str) -> None:
     result.details.append({"file": str(path), "status": "skipped", "sha256": sha})
-
-
-class Quarantine:
-    """Rejected rows of one file, written in bulk with their raw text (memory bounded)."""
-
-    def __init__(self, ctx: RunContext, conn: Connection, path: Path, source: str) -> None:
-        self.ctx, self.conn, self.path, self.source = ctx, conn, path, source
-        self.pending: list[dict[str, Any]] = []
-        self.count = 0
-        self.raw = RawLines(path, ctx.settings.csv_max_line_bytes)
-
-    def add(self, line: int, reason: str) -> None:
-        self.pending.append({"line": line, "reason": reason})
-
-    def flush(self, writer: CandleWriter | None) -> None:
-        if not self.pending:
-            return
-        text = self.raw.take(r["line"] for r in self.pending)
-        rows = [
-            {
-                "run_id": self.ctx.run_id,
-                "source": self.source,
-                "file": str(self.path),
-                "line": r["line"],
-                "raw": _storable(text.get(r["line"], "")),
-                "reason": _storable(r["reason"])[:255],
-                "created_at": self.ctx.now_ms,
-            }
-            for r in self.pending
-        ]
-        if writer is not None:
-            writer.wait()  # the connection is the writer's while a COPY runs
-        insert_rejected(self.conn, rows)
-        self.count += len(rows)
-        self.pending = []
-
-
-def _storable(text: str) -> str:
-    return text.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
 
 
 class AssetMapper:
@@ -179,6 +151,10 @@ class AssetMapper:
     def _file_asset_id(self) -> int:
         if self.file_asset is None:
             path, fmt = self.file.path, self.file.fmt
+            named = fmt.asset_from_name(path, self.ctx.registry)
+            if named is not None:  # the layout's own naming convention (BTCUSDT-1h-...)
+                self.file_asset = self._ensure(named)
+                return self.file_asset
             symbol = file_symbol(path, fmt, self.ctx.registry, self.options.default_symbol)
             if symbol is None:
                 raise FileExtractError(
@@ -215,22 +191,26 @@ class FileLoad:
         self.interval: str | None = None
         self.stats: dict[int, SeriesStats] = {}
         self.seen = SeenKeys()
+        self.no_trade = NoTradeRuns() if file.fmt.no_trade_runs else None
+        self.prices = file.fmt.kind == "price_point"  # loads into `price_point`, not `candle`
         self.read = self.blank = 0
         self.batch_id = 0
 
     def run(self, result: SourceResult) -> dict[str, Any]:
         self.batch_id = self._open_batch()
         self.assets = assets = AssetMapper(self.ctx, self.conn, self.file, self.options)
-        quarantine = Quarantine(self.ctx, self.conn, self.file.path, self.source)
+        quarantine = Quarantine(self.ctx, self.conn, self.file.source, self.source)
         try:
             for number, chunk in enumerate(self._chunks()):
                 if self.options.on_chunk is not None:
                     self.options.on_chunk(number)
                 self._take(chunk, assets, quarantine)
                 if len(quarantine.pending) >= REJECTED_FLUSH_ROWS:
+                    self._end_no_trade_run(quarantine)  # lines reach the quarantine in order
                     quarantine.flush(self.writer)
             self.writer = self.writer or self._writer()  # no valid row: nothing to upsert
             counts = self.writer.finish()
+            self._end_no_trade_run(quarantine)
             quarantine.flush(self.writer)
         finally:
             if self.writer is not None:
@@ -245,12 +225,12 @@ class FileLoad:
             "rejected": quarantine.count,
         }
         self._add_to(result, detail)
-        return self._detail(detail)
+        return self._detail(detail) | {"quarantined": quarantine.records}
 
     def _chunks(self) -> Iterable[Chunk]:
         file, settings = self.file, self.ctx.settings
         chunks = iter_chunks(
-            file.path, file.fmt, file.layout, settings.csv_chunk_rows, file.scan.unreadable
+            file.source, file.fmt, file.layout, settings.csv_chunk_rows, file.scan.unreadable
         )
         show = self.ctx.show_progress
         return tqdm(chunks, desc=file.path.name, unit="chunk", disable=not show)
@@ -282,7 +262,8 @@ class FileLoad:
         )
 
     def _add_to(self, result: SourceResult, counts: dict[str, int]) -> None:
-        for asset_id, stats in self.stats.items():
+        # price points are no bar series: no metrics, no quality report (both read candles)
+        for asset_id, stats in ({} if self.prices else self.stats).items():
             key = (asset_id, self.source, self.interval or "1d")
             result.series.setdefault(key, SeriesStats()).merge(stats)
         result.read += self.read
@@ -298,6 +279,7 @@ class FileLoad:
             "format": self.file.fmt.name,
             "source": self.source,
             "interval": self.interval,
+            "table": "price_point" if self.prices else "candle",
             "read": self.read,
             **counts,
             "blank_lines": self.blank,
@@ -305,6 +287,10 @@ class FileLoad:
         }
 
     def _writer(self) -> CandleWriter:
+        if self.prices:
+            return PricePointWriter(
+                self.conn, source=self.source, batch_id=self.batch_id, now_ms=self.ctx.now_ms
+            )
         interval = self.interval or self.file.fmt.fixed_interval or "1d"
         return open_candle_writer(
             self.conn,
@@ -323,14 +309,17 @@ class FileLoad:
             frame["asset_id"] = assets.asset_ids(frame)
             frame = self._refuse_bad_assets(frame, assets, quarantine)
             self._count_rows(frame)
-            checked = validate_candles(
+            if self.no_trade is not None:
+                frame = self._take_no_trade_rows(self.no_trade, frame, quarantine)
+            validate = validate_price_points if self.prices else validate_candles
+            checked = validate(
                 frame,
                 now_ms=self.ctx.now_ms,
                 future_tolerance_ms=self.ctx.settings.future_tolerance_seconds * 1000,
             )
             valid, dupes = self.seen.split(checked.valid)
             if self.writer is None and not valid.empty:
-                self.interval = self._decide_interval(valid)
+                self.interval = None if self.prices else self._decide_interval(valid)
                 self.writer = self._writer()
             if self.writer is not None:
                 self.writer.add(valid)
@@ -352,13 +341,39 @@ class FileLoad:
             quarantine.add(int(line), str(reason))
         return frame.loc[~bad].reset_index(drop=True)
 
+    def _take_no_trade_rows(
+        self, no_trade: NoTradeRuns, frame: pd.DataFrame, quarantine: Quarantine
+    ) -> pd.DataFrame:
+        """Rows with a time and no value leave the frame and join runs (one record each)."""
+        empty = no_trade_mask(frame)
+        if not empty.any():
+            return frame
+        runs = no_trade.feed(frame.loc[empty, ["line", "open_time", "asset_id"]])
+        self._quarantine_runs(runs, quarantine)
+        return frame.loc[~empty].reset_index(drop=True)
+
+    def _end_no_trade_run(self, quarantine: Quarantine) -> None:
+        if self.no_trade is not None:
+            self._quarantine_runs(self.no_trade.close(), quarantine)
+
+    def _quarantine_runs(self, runs: list[Run], quarantine: Quarantine) -> None:
+        for run in runs:
+            quarantine.add(run.first_line, run.reason, rows=run.rows)
+            self.stats.setdefault(run.asset_id, SeriesStats()).rejected["missing_ohlc"] += run.rows
+
     def _decide_interval(self, valid: pd.DataFrame) -> str:
-        if self.file.fmt.fixed_interval:
-            return self.file.fmt.fixed_interval
+        fmt, path = self.file.fmt, self.file.path
+        if fmt.fixed_interval:
+            return fmt.fixed_interval
+        named = fmt.interval_from_name(path)  # Binance `-1h-`, Kraken `_1440`: authoritative
+        if named is not None:
+            if named not in INTERVAL_MS:
+                raise FileExtractError(path, f"bar interval {named!r} is not supported")
+            return named
         asset = valid["asset_id"].to_numpy(np.int64)
         keys = asset * ASSET_SHIFT + valid["open_time"].to_numpy(np.int64)
         inferred = infer_interval(keys) if len(valid) > 1 else None
-        interval = inferred or interval_from_name(self.file.path.stem)
+        interval = inferred or interval_from_name(path.stem) or fmt.fallback_interval
         if interval is None:
             raise FileExtractError(
                 self.file.path, "cannot tell the bar interval from the timestamps or the file name"

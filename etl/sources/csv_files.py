@@ -1,4 +1,5 @@
-"""The historical source: CSV files (a file or a folder, `*.csv`), one atomic batch each.
+"""The historical source: CSV files (a file or a folder, `*.csv`, and the CSVs inside
+`*.zip` archives, read without unpacking), one atomic batch each.
 
 Per file (see `etl.sources.csv_file_load`): check it is a regular file we may read, hash
 it and skip it when that hash was already loaded; otherwise, in one write transaction
@@ -20,20 +21,33 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.core.errors import LoadError
-from etl.extract.csv_guard import is_below, one_line, resolved, shown
+from etl.extract.csv_guard import check_regular, is_below, one_line, resolved, shown
+from etl.extract.zip_members import CsvInput, ZipLimits, input_path, is_zip, zip_members
 from etl.sources.base import RunContext, SourceResult
 from etl.sources.csv_file_load import LoadOptions, file_symbol, load_file
 
-__all__ = ["OUTSIDE_ROOTS", "ChunkHook", "CsvSource", "discover", "file_symbol"]
+__all__ = ["OUTSIDE_ROOTS", "ChunkHook", "CsvSource", "csv_inputs", "discover", "file_symbol"]
 
 log = logging.getLogger(__name__)
 
 ChunkHook = Callable[[int], None]
+SUFFIXES = (".csv", ".zip")
 OUTSIDE_ROOTS = "outside the allowed folders (CSV_ALLOWED_ROOTS, default KAGGLE_DATA_PATH)"
 
 
+def csv_inputs(
+    path: Path, roots: Sequence[Path], limits: ZipLimits | None = None
+) -> list[CsvInput]:
+    """A CSV file as itself; a `.zip` (checked whole first) as its CSV members."""
+    if not is_zip(path):
+        return [path]
+    check_regular(path, roots)
+    return list(zip_members(path, limits or ZipLimits()))
+
+
 def discover(paths: Sequence[Path]) -> list[Path]:
-    """Every `*.csv` name under the given folders, and the given files, in a stable order.
+    """Every `*.csv` and `*.zip` name under the given folders, and the given files, in a
+    stable order.
 
     Nothing is opened or judged here: a directory named `x.csv`, a FIFO or a missing path
     is listed, and then fails alone when it is loaded.
@@ -43,7 +57,7 @@ def discover(paths: Sequence[Path]) -> list[Path]:
         if path.is_dir():  # a folder given by symlink is followed; links inside it are not
             with os.scandir(path):  # rglob would skip an unreadable folder silently
                 pass
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() == ".csv"))
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES))
         else:
             found.append(path)
     return list(dict.fromkeys(found))
@@ -96,11 +110,19 @@ class CsvSource:
     def _run_file(self, ctx: RunContext, path: Path, result: SourceResult) -> None:
         options = LoadOptions(self.default_symbol, self.on_chunk, self.roots)
         try:
-            load_file(ctx, path, result, options)
-        except (LoadError, SQLAlchemyError):
-            raise  # the database: the file was rolled back and the run fails
-        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a run
+            settings = ctx.settings
+            limits = ZipLimits(settings.csv_zip_max_members, settings.csv_zip_max_member_bytes)
+            inputs = csv_inputs(path, self.roots, limits)
+        except Exception as exc:  # noqa: BLE001 - a bad zip fails alone
             self._fail(result, path, one_line(exc))
+            return
+        for source in inputs:  # each member of a zip is its own batch, and fails alone
+            try:
+                load_file(ctx, source, result, options)
+            except (LoadError, SQLAlchemyError):
+                raise  # the database: the file was rolled back and the run fails
+            except Exception as exc:  # noqa: BLE001 - one bad file must never stop a run
+                self._fail(result, input_path(source), one_line(exc))
 
     @staticmethod
     def _fail(result: SourceResult, path: Path, error: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -137,6 +138,17 @@ def test_tasks_run_as_plain_functions(settings: Settings, engine: Engine) -> Non
     result = load_csv.fn(ctx, [REAL / "coin_Solana.csv"])
     assert (result.status, result.inserted) == ("success", 452)
     assert scalar(engine, "SELECT status FROM etl_run WHERE id = 'run-fn-test'") == "running"
+
+
+def test_the_plan_lists_the_members_of_a_zip(tmp_path: Path) -> None:
+    archive = tmp_path / "BTCUSDT-1h-2024-12.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as writer:
+        writer.write(REAL / "BTCUSDT-1h-2024-12.csv", "BTCUSDT-1h-2024-12.csv")
+    (tmp_path / "notes.zip").write_bytes(b"not a zip")
+    plan = plan_files.fn([tmp_path])
+    assert plan[0] == {"file": f"{archive}/BTCUSDT-1h-2024-12.csv", "format": "binance_klines"}
+    assert plan[1]["format"] == "unrecognised"
+    assert "not a readable zip archive" in plan[1]["error"]
 
 
 def test_schedule_comes_from_settings() -> None:

@@ -199,3 +199,116 @@ def test_blank_lines_at_the_top_are_an_unrecognised_format_not_a_crash(tmp_path:
     path.write_bytes(b"\n\n\nx,y\n1,2\n")
     with pytest.raises(UnrecognisedFormatError):
         sniff(path)
+
+
+def test_binance_klines_have_no_header_and_open_on_the_hour() -> None:
+    name, frame = read_all(REAL / "BTCUSDT-1h-2024-12.csv", chunk_rows=300)
+    assert name == "binance_klines"
+    assert len(frame) == 744
+    assert frame["line"].tolist() == list(range(1, 745))  # no header line
+    assert frame["open_time"].iloc[0] == ms("2024-12-01T00:00:00")
+    assert frame["open_time"].iloc[-1] == ms("2024-12-31T23:00:00")
+    assert frame["open_time"].diff().dropna().eq(3_600_000).all()
+    assert (frame["volume"].iloc[0], frame["volume_quote"].iloc[0]) == (532.95388, 51410648.796134)
+    assert frame["parse_error"].isna().all()
+
+
+def test_binance_times_are_milliseconds_or_microseconds_per_row(tmp_path: Path) -> None:
+    path = tmp_path / "BTCUSDT-1m-2025-01.csv"
+    rest = "1,2,0.5,1.5,10,{close},15,7,5,7.5,0\n"
+    path.write_text(
+        "1735689540000,"
+        + rest.format(close=1735689599999)
+        + "1735689600000000,"
+        + rest.format(close=1735689659999999)
+        + "1735689660000000,"
+        + rest.format(close=1735689719999999)
+    )
+    name, frame = read_all(path)
+    assert name == "binance_klines"
+    assert frame["open_time"].tolist() == [
+        ms("2024-12-31T23:59:00"),
+        ms("2025-01-01T00:00:00"),
+        ms("2025-01-01T00:01:00"),
+    ]
+
+
+def test_kraken_ohlcvt_is_unix_seconds_without_a_header() -> None:
+    name, frame = read_all(REAL / "XBTUSD_1440.csv")
+    assert name == "kraken_ohlcvt"
+    assert len(frame) == 2722
+    assert frame["line"].iloc[0] == 1
+    assert frame["open_time"].iloc[0] == ms("2013-10-06T00:00:00")
+    assert frame["open_time"].iloc[-1] == ms("2021-03-31T00:00:00")
+    assert frame["volume"].iloc[2] == 3.9916
+    assert frame["volume_quote"].isna().all()
+
+
+def test_coinmarketcap_export_is_semicolons_newest_first_with_iso_times() -> None:
+    name, frame = read_all(REAL / "Bitcoin_7_30_2020-8_29_2025_historical_data_coinmarketcap.csv")
+    assert name == "coinmarketcap_export"
+    assert len(frame) == 1856
+    assert frame["open_time"].iloc[0] == ms("2025-08-29T00:00:00")
+    assert frame["open_time"].iloc[-1] == ms("2020-07-31T00:00:00")
+    assert frame["open_time"].is_monotonic_decreasing
+    assert frame["close"].iloc[0] == 108410.8381422406
+    assert frame["volume_quote"].iloc[0] == 77843379643.52 and frame["volume"].isna().all()
+    assert frame["parse_error"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("first_line", "expected"),
+    [
+        # Kaggle-style headers and our own still win; a header is never taken for data
+        ("Timestamp,Open,High,Low,Close,Volume", "bitstamp"),
+        ("symbol,timestamp,open,high,low,close", "canonical"),
+        # one field too many or too few, or a date instead of epoch digits: not an archive
+        ("1381017600,122.0,122.0,122.0,122.0,0.1,1,0", None),
+        ("2013-10-06,122.0,122.0,122.0,122.0,0.1,1", None),
+        ("1733011200000,1,2,0.5,1.5,10,1733011199999,15,7,5,7.5,0", None),  # closes first
+        ("1733011200,1,2,0.5,1.5,10,1733014799,15,7,5,7.5,0", None),  # seconds: not Binance
+        ("1381017600,122.0,abc,122.0,122.0,0.1,1", None),
+    ],
+)
+def test_archive_layouts_are_told_apart_by_their_first_row(
+    tmp_path: Path, first_line: str, expected: str | None
+) -> None:
+    path = tmp_path / "probe.csv"
+    path.write_text(first_line + "\n")
+    if expected is None:
+        with pytest.raises(UnrecognisedFormatError):
+            sniff(path)
+    else:
+        assert sniff(path)[0].name == expected
+
+
+def test_coingecko_export_is_a_price_per_day_with_no_ohlc() -> None:
+    name, frame = read_all(REAL / "btc-usd-max.csv")
+    assert name == "coingecko_export"
+    assert len(frame) == 3160
+    assert frame[["open", "high", "low"]].isna().all().all()  # nothing invented
+    assert frame["close"].iloc[0] == 135.3
+    assert frame["open_time"].iloc[0] == ms("2013-04-28T00:00:00")
+    late = frame[frame["observed_at"] == ms("2017-06-06T23:29:55")]
+    assert late["open_time"].tolist() == [ms("2017-06-06T00:00:00")]  # floored, not rounded
+    assert frame["open_time"].is_unique
+    assert frame["parse_error"].isna().all()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "open_time,open,high,low,close,volume,close_time,quote_volume,count,"
+        "taker_buy_volume,taker_buy_quote_volume,ignore",
+        "Opentime,Open,High,Low,Close,Volume,Closetime,Quote asset volume,Number of trades,"
+        "Taker buy base asset volume,Taker buy quote asset volume,Ignore",
+    ],
+)
+def test_binance_klines_with_an_added_header_read_the_same(tmp_path: Path, header: str) -> None:
+    path = tmp_path / "BTCUSDT-1h-2024-12.csv"
+    data = (REAL / "BTCUSDT-1h-2024-12.csv").read_text()
+    path.write_text(header + "\n" + data)
+    name, frame = read_all(path)
+    assert name == "binance_klines"
+    assert len(frame) == 744 and frame["line"].iloc[0] == 2
+    assert frame["open_time"].iloc[0] == ms("2024-12-01T00:00:00")

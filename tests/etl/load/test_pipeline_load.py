@@ -120,8 +120,11 @@ def test_every_fixture_layout_loads(settings: Settings, engine: Engine) -> None:
     # (crypto_yfinance_multi, rounded values) updates them
     assert (csv["inserted"], csv["updated"]) == (csv["read"] - 2 - 2, 2)
     nan_minutes = rows(engine, "SELECT line, reason FROM rejected_row ORDER BY line")
-    reason = "missing_ohlc: open,high,low,close"
-    assert nan_minutes == [(3, reason), (4, reason)]
+    reason = (
+        "no_trade_run: 2 rows without trades, from 2011-12-31 07:53:00 to 2011-12-31 "
+        "07:54:00 UTC (lines 3-4)"
+    )
+    assert nan_minutes == [(3, reason)]  # one record per run of NaN minutes
 
 
 def test_rerun_with_same_files_changes_nothing(settings: Settings, engine: Engine) -> None:
@@ -286,15 +289,15 @@ def test_many_rejected_rows_are_all_quarantined_in_bounded_batches(
     for minute in range(30_000):
         if minute % 10 == 0:
             lines.append(f"{start + minute * 60},13000.5,13010,12990,13005,0.5,6502.5,13005")
-        else:  # the 2018-2021 releases' no-trade minutes
-            lines.append(f"{start + minute * 60},NaN,NaN,NaN,NaN,NaN,NaN,NaN")
+        else:  # unreadable rows (NaN minutes would be summarised as runs)
+            lines.append(f"{start + minute * 60},x,13010,12990,13005,0.5,6502.5,13005")
     path.write_text("\n".join(lines) + "\n")
     summary = run_csv(settings, engine, [path])
     counts = summary.sources["csv"]
     assert (counts["read"], counts["inserted"], counts["rejected"]) == (30_000, 3_000, 27_000)
     assert scalar(engine, "SELECT count(*) FROM rejected_row") == 27_000
     last = rows(engine, "SELECT line, raw FROM rejected_row ORDER BY line DESC LIMIT 1")[0]
-    assert last == (30_001, f"{start + 29_999 * 60},NaN,NaN,NaN,NaN,NaN,NaN,NaN")
+    assert last == (30_001, f"{start + 29_999 * 60},x,13010,12990,13005,0.5,6502.5,13005")
     assert scalar(engine, "SELECT count(DISTINCT line) FROM rejected_row") == 27_000
 
 
