@@ -28,6 +28,7 @@ class ApiSettings(Settings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     docs_enabled: bool | None = None  # default: on, except in production
     metrics_public: bool = False
+    dashboard_enabled: bool = True  # /dashboard/: the page and its files (its data is keyed)
     rate_limit_default: str = "120/minute"
     rate_limit_candles: str = "60/minute"
     rate_limit_probes: str = "600/minute"
