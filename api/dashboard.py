@@ -7,9 +7,9 @@ they hold no data. Everything the page shows comes from the keyed API: the page 
 key once, keeps it in `sessionStorage` and sends it as `X-API-Key` (docs/decisions.md).
 None of these paths are API operations, so none is in the OpenAPI schema.
 
-The files are gzip-compressed for clients that accept it (the chart library is 198 KB as
-shipped, 62 KB compressed), and revalidated on every load (`no-cache` + ETag): an upgraded
-API never runs with yesterday's script.
+The files are gzip-compressed for clients that accept it (`api.middleware.Compression`:
+the chart library is 198 KB as shipped, 62 KB compressed), and revalidated on every load
+(`no-cache` + ETag): an upgraded API never runs with yesterday's script.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -57,11 +56,7 @@ def install_dashboard(app: FastAPI) -> None:
     """The page at `/dashboard/` (`/dashboard` redirects there, so the page's relative
     links work behind a proxy that strips a prefix) and its files under `/dashboard/assets/`."""
     shell = (STATIC / "index.html").read_bytes()
-    app.mount(
-        ASSETS_URL,
-        GZipMiddleware(_RevalidatedFiles(directory=STATIC), minimum_size=1024),
-        name="dashboard-assets",
-    )
+    app.mount(ASSETS_URL, _RevalidatedFiles(directory=STATIC), name="dashboard-assets")
 
     async def page(request: Request) -> Response:  # noqa: ARG001
         return HTMLResponse(shell, headers=PAGE_HEADERS)

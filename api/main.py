@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.dashboard import install_dashboard
 from api.docs import install_docs
 from api.errors import install_error_handlers, problem_response
-from api.middleware import RequestContextMiddleware, RequestMetrics
+from api.middleware import Compression, RequestContextMiddleware, RequestMetrics
 from api.rate_limit import AuthFailureLimit, RouteLimits, build_limiter
 from api.responses import HotCache
 from api.routes import candles, health, prices, prometheus, quality_runs, stream, symbols
@@ -143,6 +143,7 @@ def _include_routers(app: FastAPI, state: AppState, hub: StreamHub) -> None:
 
 def _add_middleware(app: FastAPI, state: AppState) -> None:
     settings = state.settings
+    app.add_middleware(Compression)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
