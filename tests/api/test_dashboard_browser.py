@@ -132,7 +132,7 @@ def test_asset_page_draws_its_charts_and_switching_interval_redraws(
         page.goto(f"{base}/dashboard/#/asset/BTCUSD")
         chart = page.locator("#price-chart")
         expect(chart).to_have_attribute("data-interval", "1d")
-        expect(chart).to_have_attribute("data-bars", "359")  # the last year of Gemini's bars
+        expect(chart).to_have_attribute("data-bars", "365")  # the last year of Gemini's bars
         page.wait_for_timeout(200)
         assert canvas_ink(page, "#price-chart") > 800
         assert canvas_ink(page, "#volatility-chart") > 100
@@ -148,7 +148,7 @@ def test_asset_page_draws_its_charts_and_switching_interval_redraws(
     page = open_page(browser, base)
     page.goto(f"{base}/dashboard/#/asset/BTCUSD")
     chart = page.locator("#price-chart")
-    expect(chart).to_have_attribute("data-bars", "359")
+    expect(chart).to_have_attribute("data-bars", "365")
     before = page.evaluate("document.querySelector('#price-chart canvas').toDataURL()")
     with page.expect_request(lambda r: "interval=1w" in r.url and "/candles/" in r.url):
         page.select_option("#interval", "1w")
@@ -165,7 +165,7 @@ def test_the_download_button_saves_the_shown_range_and_limits_show(
     page: Page, base: str, tmp_path: Path
 ) -> None:
     page.goto(f"{base}/dashboard/#/asset/ETH")
-    expect(page.locator("#price-chart")).to_have_attribute("data-bars", "359")
+    expect(page.locator("#price-chart")).to_have_attribute("data-bars", "365")
     with page.expect_download() as download_info:
         page.click("#download")
     download = download_info.value
@@ -174,7 +174,7 @@ def test_the_download_button_saves_the_shown_range_and_limits_show(
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
     rows = list(csv.DictReader(io.StringIO(saved.read_text())))
-    assert len(rows) == 359
+    assert len(rows) == 365
     assert rows[-1]["timestamp"] == "2021-07-06T00:00:00Z"
     assert float(rows[-1]["close"]) == pytest.approx(2324.67944917)
 

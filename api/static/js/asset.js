@@ -174,9 +174,11 @@ export async function renderAsset(view, symbol) {
       ddChart.timeScale().fitContent();
     }
     state.drawing = false;
-    requestAnimationFrame(() => requestAnimationFrame(() => {
+    // The library paints in the animation frame that setData scheduled, before this one's
+    // callback runs: so this is data to pixels.
+    requestAnimationFrame(() => {
       priceBox.dataset.drawMs = (performance.now() - t0).toFixed(1);
-    }));
+    });
     priceBox.dataset.bars = String(bars.length);
     priceBox.dataset.interval = state.interval;
     priceBox.dataset.source = state.servedSource || "";
@@ -189,7 +191,7 @@ export async function renderAsset(view, symbol) {
 
   async function reload() {
     const step = INTERVAL_MS[state.interval];
-    state.end = newestOpen + INTERVAL_MS["1w"];
+    state.end = newestOpen + step; // exclusive, and past the bucket holding the newest bar
     const wanted = state.days ? state.end - state.days * 86400000 : oldestOpen;
     state.rangeStart = Math.max(oldestOpen - step, wanted);
     state.start = Math.max(state.rangeStart, state.end - WINDOW_BARS * step);

@@ -177,6 +177,7 @@ export async function renderOverview(view) {
   }
 
   paint();
+  requestAnimationFrame(() => performance.mark("overview-painted"));
 
   const live = document.getElementById("live");
   let poller = null;
