@@ -10,7 +10,9 @@ settings and opens nothing; uvicorn's `api.main:app` is that first access.
 Authentication is attached where the routers are included, so a new route is protected
 by default; only the probes (`/health/live`, `/health/ready`), and `/metrics` when
 `METRICS_PUBLIC=true`, are open. `/docs` and `/openapi.json` are open when enabled
-(`DOCS_ENABLED`, default off in production): they describe the API, never its data.
+(`DOCS_ENABLED`, default off in production): they describe the API, never its data. So is
+the dashboard's page shell at `/dashboard/` with its static files (`DASHBOARD_ENABLED`):
+every number it shows comes from the keyed routes.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.dashboard import install_dashboard
 from api.docs import install_docs
 from api.errors import install_error_handlers, problem_response
-from api.middleware import RequestContextMiddleware, RequestMetrics
+from api.middleware import Compression, RequestContextMiddleware, RequestMetrics
 from api.rate_limit import AuthFailureLimit, RouteLimits, build_limiter
 from api.responses import HotCache
 from api.routes import candles, health, prices, prometheus, quality_runs, stream, symbols
@@ -142,6 +145,7 @@ def _include_routers(app: FastAPI, state: AppState, hub: StreamHub) -> None:
 
 def _add_middleware(app: FastAPI, state: AppState) -> None:
     settings = state.settings
+    app.add_middleware(Compression)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -180,6 +184,8 @@ def create_app(
     )
     if settings.docs and app.openapi_url:
         install_docs(app, app.openapi_url)
+    if settings.dashboard_enabled:
+        install_dashboard(app)
     app.state.api = state
     app.state.limiter = state.limiter  # slowapi finds its limiter here
     _include_routers(app, state, hub)

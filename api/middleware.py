@@ -18,11 +18,15 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from etl.core.log import request_context
 
 access_log = logging.getLogger("api.access")
+# Routes that encode their own bodies: the event stream (never compressed) and candle
+# exports (gzip with exact Accept-Encoding weights; Parquet is compressed inside).
+OWN_ENCODING = re.compile(r"/api/crypto/(stream|candles/[^/]+/export)$")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -138,3 +142,21 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+class Compression:
+    """gzip for answers over 1 KB when the client accepts it (browsers do; curl and most API
+    clients do not, and pay only a header check). Exports go around it (`OWN_ENCODING`),
+    and so does the event stream: gzip holds a response's start until its first body
+    chunk, which on a quiet stream is the first heartbeat, 15 s later, and a browser's
+    EventSource reports the stream open only when the start arrives."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=1024, compresslevel=5)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not OWN_ENCODING.search(scope["path"]):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -4,9 +4,9 @@ The key is the caller's API-key fingerprint (set by `require_api_key`), else the
 address; `X-Forwarded-For` is honoured only when the direct peer is a configured trusted
 proxy (`TRUSTED_PROXIES`; the right-most address not itself a trusted proxy is the client).
 uvicorn's own proxy handling (`FORWARDED_ALLOW_IPS`) is off in `api.serve`: it would
-rewrite the peer before this rule sees it. Each route class (`data`, `candles`, `probes`)
-shares one counter per caller, with its limit from settings (`RATE_LIMIT_DEFAULT`,
-`RATE_LIMIT_CANDLES`, `RATE_LIMIT_PROBES`). Storage is in-process
+rewrite the peer before this rule sees it. Each route class (`data`, `candles`, `export`,
+`probes`) shares one counter per caller, with its limit from settings (`RATE_LIMIT_DEFAULT`,
+`RATE_LIMIT_CANDLES`, `RATE_LIMIT_EXPORT`, `RATE_LIMIT_PROBES`). Storage is in-process
 (`memory://`) or Redis (`RATE_LIMIT_STORAGE_URI=redis://...`), which makes limits hold
 across workers and replicas. Responses carry `X-RateLimit-Limit/Remaining/Reset`; a
 limited request gets a 429 problem with `Retry-After`.
@@ -232,6 +232,7 @@ class RouteLimits:
 
     data: Decorator
     candles: Decorator
+    export: Decorator
     probes: Decorator
 
     @classmethod
@@ -239,5 +240,6 @@ class RouteLimits:
         return cls(
             data=limiter.shared_limit(settings.rate_limit_default, scope="data"),
             candles=limiter.shared_limit(settings.rate_limit_candles, scope="candles"),
+            export=limiter.shared_limit(settings.rate_limit_export, scope="export"),
             probes=limiter.shared_limit(settings.rate_limit_probes, scope="probes"),
         )

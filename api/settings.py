@@ -28,9 +28,11 @@ class ApiSettings(Settings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     docs_enabled: bool | None = None  # default: on, except in production
     metrics_public: bool = False
+    dashboard_enabled: bool = True  # /dashboard/: the page and its files (its data is keyed)
     rate_limit_default: str = "120/minute"
     rate_limit_candles: str = "60/minute"
     rate_limit_probes: str = "600/minute"
+    rate_limit_export: str = "10/minute"  # candle exports: each may stream many pages
     rate_limit_auth_failures: str = "20/minute"  # wrong keys per client address
     rate_limit_storage_uri: str = "memory://"
     # A Redis call blocks the event loop: never longer than this. Past it (or on any storage
@@ -52,6 +54,10 @@ class ApiSettings(Settings):
     cache_stale_seconds: float = Field(default=30.0, ge=0)
     cache_max_mb: int = Field(default=64, ge=1)  # bytes of rendered answers kept, per process
     cache_max_age_seconds: int = Field(default=60, ge=0)
+    # Candle exports: at most EXPORT_MAX_BARS bars per request (400 beyond), read and sent
+    # EXPORT_CHUNK_BARS at a time.
+    export_max_bars: int = Field(default=500_000, ge=1)
+    export_chunk_bars: int = Field(default=5000, ge=1, le=50_000)
     # Signs pagination cursors. Required in production: the fallback is derived from the
     # key digests, so anyone who can read a `sha256:` entry could forge cursors with it.
     cursor_secret: SecretStr | None = None

@@ -2,7 +2,8 @@
 
 `start` (inclusive) and `end` (exclusive) are ISO-8601 or epoch milliseconds, UTC; the
 default window is everything. `next_cursor` continues the same query; a cursor that was
-altered (or belongs to another query) is a 400 problem.
+altered (or belongs to another query) is a 400 problem. `/candles/{symbol}/export` streams
+the same bars as a file (CSV, NDJSON or Parquet; `api/export.py`).
 """
 
 import base64
@@ -16,17 +17,29 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 
 from api.deps import StateDep
 from api.errors import Problem
+from api.export import (
+    ENCODERS,
+    GZIP_FORMATS,
+    MEDIA_TYPES,
+    ExportFormat,
+    ExportSeries,
+    accepts_gzip,
+    bar_chunks,
+    file_name,
+    gzipped,
+)
 from api.params import SymbolPath
 from api.rate_limit import RouteLimits
 from api.responses import respond
 from api.schemas import CandlePage
 from etl.core.clock import utc_now_ms
 from etl.read.assets import resolve_asset
-from etl.read.candles import candle_page, choose_series
+from etl.read.candles import candle_page, candle_span, choose_series
 
 Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "6h", "1d", "1w"]
 TIME_PATTERN = r"^(\d{1,13}|\d{4}-\d{2}-\d{2}([T ][0-9:.]{2,15})?(Z|[+-]\d{2}:?\d{2})?)$"
@@ -169,6 +182,58 @@ def render_page(engine: Engine, cursor_key: bytes, query: PageQuery) -> bytes:
     return orjson.dumps(body)
 
 
+def export_response(
+    request: Request, engine: Engine, max_bars: int, chunk_bars: int, query: PageQuery, fmt: str
+) -> StreamingResponse:
+    """Checks the request against the database (unknown asset or series, empty or oversized
+    range: problems, before any byte is sent), then streams the file chunk by chunk."""
+    start_ms = parse_time(query.start, "start", 0)
+    end_ms = parse_time(query.end, "end", MAX_MS)
+    if start_ms >= end_ms:
+        raise Problem(400, "invalid_range", "start must be before end")
+    with engine.connect() as conn:
+        asset = resolve_asset(conn, query.symbol)
+        chosen = choose_series(conn, asset.id, query.interval, query.source)
+        if chosen is None:
+            raise Problem(
+                404,
+                "no_series",
+                f"no {query.source or 'stored'} bars for {asset.symbol} that make "
+                f"{query.interval} bars",
+            )
+        series = ExportSeries(
+            asset.symbol, asset.id, chosen[0], chosen[1], query.interval, start_ms, end_ms
+        )
+        span = candle_span(
+            conn,
+            asset_id=asset.id,
+            source=series.source,
+            stored=series.stored,
+            interval=series.interval,
+            start_ms=start_ms,
+            end_ms=end_ms,
+        )
+    if span is not None and span[0] > max_bars:
+        raise Problem(
+            400,
+            "export_too_large",
+            f"{span[0]} bars in that range; an export holds at most {max_bars}: "
+            "narrow start/end or choose a coarser interval",
+        )
+    body = ENCODERS[fmt](asset.symbol, bar_chunks(engine, series, chunk_bars))
+    headers = {
+        "Content-Disposition": f'attachment; filename="{file_name(series, span, fmt)}"',
+        "Cache-Control": "private, no-cache",
+        "X-Export-Bars": str(span[0] if span else 0),
+    }
+    if fmt in GZIP_FORMATS:
+        headers["Vary"] = "Accept-Encoding"
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
+            body = gzipped(body)
+            headers["Content-Encoding"] = "gzip"
+    return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
 def build(limits: RouteLimits) -> APIRouter:
     router = APIRouter(prefix="/api/crypto", tags=["candles"])
 
@@ -196,5 +261,46 @@ def build(limits: RouteLimits) -> APIRouter:
             query.cache_key, lambda: render_page(engine, cursor_key, query)
         )
         return respond(request, page, max_age=state.settings.cache_max_age_seconds)
+
+    @router.get(
+        "/candles/{symbol}/export",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "the file, streamed",
+                "content": {media.split(";")[0]: {} for media in MEDIA_TYPES.values()},
+            }
+        },
+    )
+    @limits.export
+    def export(
+        request: Request,
+        state: StateDep,
+        symbol: SymbolPath,
+        format_: Annotated[ExportFormat, Query(alias="format")] = "csv",
+        interval: Interval = "1d",
+        start: Annotated[str | None, Query(pattern=TIME_PATTERN, max_length=40)] = None,
+        end: Annotated[str | None, Query(pattern=TIME_PATTERN, max_length=40)] = None,
+        source: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$")] = None,
+    ) -> Response:
+        """The bars `/candles/{symbol}` would page through, as one file: `csv` (the
+        canonical layout of docs/formats.md, loadable again as the same bars), `ndjson`
+        (the same fields, one object a line) or `parquet` (typed: `timestamp` is
+        timestamp[ms, UTC], prices and volumes float64). Streamed in chunks of
+        `EXPORT_CHUNK_BARS` (memory does not grow with the range), gzip-compressed when the
+        client accepts it (CSV, NDJSON). At most `EXPORT_MAX_BARS` bars per request: a
+        larger range is a 400 problem (`export_too_large`). Its own rate-limit class,
+        `RATE_LIMIT_EXPORT`. `Content-Disposition` names the asset, source, interval and
+        the range covered."""
+        settings = state.settings
+        query = PageQuery(symbol, interval, start, end, 0, None, source)
+        return export_response(
+            request,
+            state.engine,
+            settings.export_max_bars,
+            settings.export_chunk_bars,
+            query,
+            format_,
+        )
 
     return router

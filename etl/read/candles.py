@@ -76,6 +76,42 @@ def candle_page(
     return _resampled(conn, where, interval, limit)
 
 
+def candle_span(
+    conn: Connection,
+    *,
+    asset_id: int,
+    source: str,
+    stored: str,
+    interval: str,
+    start_ms: int,
+    end_ms: int,
+) -> tuple[int, int, int] | None:
+    """(bars, first open ms, last open ms) that the pages of `candle_page` over [start, end)
+    hold together, or None when there are none: one index range scan, so an export can
+    refuse an oversized range before it streams a byte."""
+    where = (
+        Candle.asset_id == asset_id,
+        Candle.source == source,
+        Candle.interval == stored,
+        RAW_OPEN_TIME.between(start_ms, end_ms - 1),
+    )
+    step, anchor = INTERVAL_MS[interval], anchor_for(interval)
+    if stored == interval:
+        counted = func.count()
+    else:
+        bucket = (RAW_OPEN_TIME - literal(anchor, BigInteger)) // literal(step, BigInteger)
+        counted = func.count(bucket.distinct())
+    bars, first, last = conn.execute(
+        select(counted, func.min(RAW_OPEN_TIME), func.max(RAW_OPEN_TIME)).where(*where)
+    ).one()
+    if not bars:
+        return None
+    if stored != interval:  # the buckets' opens, as candle_page returns them
+        first = (int(first) - anchor) // step * step + anchor
+        last = (int(last) - anchor) // step * step + anchor
+    return int(bars), int(first), int(last)
+
+
 def _resampled(
     conn: Connection, where: tuple[Any, ...], interval: str, limit: int
 ) -> list[dict[str, Any]]:
