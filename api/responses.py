@@ -68,7 +68,13 @@ class Rendered(NamedTuple):
 
 def respond(request: Request, answer: bytes | Rendered, *, max_age: int) -> Response:
     rendered = answer if isinstance(answer, Rendered) else Rendered.of(answer)
-    headers = {"ETag": rendered.etag, "Cache-Control": f"private, max-age={max_age}"}
+    # Vary: a browser keeps a keyed answer for max-age; without it, the same URL asked
+    # with another key (or none, e.g. after the dashboard's logout) got the cached answer.
+    headers = {
+        "ETag": rendered.etag,
+        "Cache-Control": f"private, max-age={max_age}",
+        "Vary": "X-API-Key",
+    }
     wanted = request.headers.get("if-none-match", "")
     if rendered.etag in (tag.strip() for tag in wanted.split(",")):
         return Response(status_code=304, headers=headers)

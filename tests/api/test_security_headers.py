@@ -91,3 +91,14 @@ def test_a_callers_mistake_on_a_cached_route_logs_no_traceback(
     cache_lines = [r for r in caplog.records if r.name == "api.cache"]
     assert len(cache_lines) <= 2  # one line per answer at most
     assert all(r.exc_info is None and r.levelno < logging.WARNING for r in cache_lines)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/crypto/latest", "/api/crypto/symbols", "/api/crypto/candles/btc?limit=2"]
+)
+def test_a_cacheable_keyed_answer_varies_on_the_key(client: TestClient, path: str) -> None:
+    """A browser may keep it for max-age: the same URL with another key must not hit it."""
+    answer = client.get(path)
+    assert answer.status_code == 200
+    assert "private" in answer.headers["cache-control"]
+    assert "x-api-key" in answer.headers["vary"].lower()
