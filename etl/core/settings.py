@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     stream_requests_per_minute: int = Field(default=12, ge=2)
     # How often the worker writes its state into its run row (for /health, /metrics).
     stream_report_seconds: float = Field(default=5.0, gt=0)
+    # The worker also polls the ccxt venues' tickers this often (0: never), so that the
+    # consolidated price has fresh quotes between batch runs (CONSOLIDATE_MAX_AGE_SECONDS).
+    stream_venue_poll_seconds: float = Field(default=30.0, ge=0)
     # Redis carrying live updates from the stream worker to every API process: the worker
     # publishes there when set; the API also falls back to RATE_LIMIT_STORAGE_URI.
     stream_redis_url: str | None = None

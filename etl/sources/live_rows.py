@@ -27,20 +27,9 @@ from etl.load.writer import (
 )
 from etl.read.rows import RAW_OPEN_TIME
 from etl.sources.base import RunContext, SourceResult
-from etl.transform.validate import validate_candles
+from etl.transform.validate import ticker_problem, validate_candles
 
 CANDLE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
-
-
-def ticker_problem(bid: float | None, ask: float | None, last: float | None) -> str | None:
-    """Why a snapshot must not be stored (quarantined instead), or None."""
-    prices = {"bid": bid, "ask": ask, "last": last}
-    bad = [name for name, value in prices.items() if value is not None and value <= 0]
-    if bad:
-        return f"non_positive_price: {','.join(bad)} <= 0"
-    if bid is not None and ask is not None and bid > ask:
-        return f"inverted_bid_ask: bid {bid} > ask {ask}"
-    return None
 
 
 def bars_frame(rows: list[list[Any]]) -> pd.DataFrame:

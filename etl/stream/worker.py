@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyrate_limiter import Limiter, Rate
 from sqlalchemy import Engine
@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from etl.core.assets import AssetRegistry
 from etl.core.errors import GeminiError, LoadError
-from etl.core.settings import Settings
+from etl.core.settings import Settings, ccxt_venues
 from etl.extract.gemini_client import GeminiClient
 from etl.extract.gemini_pairs import select_pairs
 from etl.load.ledger import finish_run, report_run, start_run
@@ -51,6 +51,9 @@ from etl.stream.gemini_v2 import (
     Trade,
 )
 from etl.stream.store import Pending, StreamStore, TickerRow
+
+if TYPE_CHECKING:
+    from etl.stream.venues import VenuePoller
 
 log = logging.getLogger(__name__)
 CONNECT_ERRORS = (OSError, TimeoutError, WebSocketException, GeminiError, LoadError)
@@ -126,10 +129,11 @@ class StreamWorker:
         adapter: GeminiV2 | None = None,
         on_update: Callable[[Event], None] | None = None,
         request_window_seconds: float = 60.0,
+        venue_config: dict[str, Any] | None = None,
     ) -> None:
         """`on_update` sees every good event as it arrives (before the batched write).
         `request_window_seconds`: the window of `STREAM_REQUESTS_PER_MINUTE` (tests
-        shorten it)."""
+        shorten it). `venue_config`: for the venue poller's ccxt clients (tests)."""
         self.settings, self.engine = settings, engine
         self.client = client or GeminiClient(settings)
         self.adapter = adapter or GeminiV2()
@@ -149,6 +153,12 @@ class StreamWorker:
         self._warned_step = 0.0
         window_ms = int(request_window_seconds * 1000)
         self.requests = Limiter(Rate(settings.stream_requests_per_minute, window_ms))
+        self.venues: VenuePoller | None = None
+        if settings.stream_venue_poll_seconds > 0 and ccxt_venues(settings):
+            # ccxt is loaded only when a venue is configured (it is the ETL image's)
+            from etl.stream.venues import VenuePoller
+
+            self.venues = VenuePoller(settings, engine, run_id=self.run_id, config=venue_config)
 
     async def run(self) -> None:
         """Until cancelled: connect, stream, reconnect. Cancelling it stops cleanly."""
@@ -157,6 +167,9 @@ class StreamWorker:
         )
         failures, error = 0, None
         reporter = asyncio.create_task(self._report_every())
+        background = [reporter]
+        if self.venues is not None:
+            background.append(asyncio.create_task(self.venues.run()))
         try:
             while not self.pairs:  # the symbol list comes from REST, which may be down too
                 try:
@@ -178,16 +191,25 @@ class StreamWorker:
             error = None if isinstance(exc, asyncio.CancelledError) else repr(exc)
             raise
         finally:
-            reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await asyncio.to_thread(self._finish, error)
+
+    def _report(self, every: float) -> dict[str, Any]:
+        """The run row's `sources`: the stream's state and, when polled, the venues'
+        (`stream.venues`: polls, tickers, failures, down, last error per venue)."""
+        stream = self.status.row(report_every_s=every)
+        if self.venues is not None:
+            stream["venues"] = self.venues.report()
+        return {"stream": stream}
 
     async def _report_every(self) -> None:
         """The worker's state into its run row, now and then every report period; a
         database failure here is logged and retried at the next period."""
         every = self.settings.stream_report_seconds
         while True:
-            sources = {"stream": self.status.row(report_every_s=every)}
+            sources = self._report(every)
             try:
                 await asyncio.to_thread(
                     report_run, self.engine, run_id=self.run_id, sources=sources
@@ -413,8 +435,7 @@ class StreamWorker:
         troubled = self.status.bad_messages or self.status.last_error
         status = "failed" if error else ("partial" if troubled else "success")
         self.status.connected = False
-        every = self.settings.stream_report_seconds
-        sources = {"stream": self.status.row(report_every_s=every)}
+        sources = self._report(self.settings.stream_report_seconds)
         finish_run(
             self.engine,
             run_id=self.run_id,

@@ -146,3 +146,14 @@ class SeenKeys:
         self._seen = np.concatenate((self._seen, np.sort(keys[~repeat], kind="stable")))
         self._seen.sort(kind="stable")
         return kept, dupes
+
+
+def ticker_problem(bid: float | None, ask: float | None, last: float | None) -> str | None:
+    """Why a snapshot must not be stored (quarantined instead), or None."""
+    prices = {"bid": bid, "ask": ask, "last": last}
+    bad = [name for name, value in prices.items() if value is not None and value <= 0]
+    if bad:
+        return f"non_positive_price: {','.join(bad)} <= 0"
+    if bid is not None and ask is not None and bid > ask:
+        return f"inverted_bid_ask: bid {bid} > ask {ask}"
+    return None
