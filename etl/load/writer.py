@@ -19,7 +19,7 @@ The caller owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -92,6 +92,33 @@ def batch_already_loaded(conn: Connection, sha256: str) -> bool:
 def insert_rejected(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         conn.execute(insert(RejectedRow), rows)
+
+
+def quarantine(
+    conn: Connection,
+    rows: Iterable[tuple[int | None, str, str]],
+    *,
+    run_id: str,
+    source: str,
+    file: str,
+    now_ms: int,
+) -> int:
+    """Quarantine `(line, raw, reason)` rows of one file or feed (the reason cut to its
+    column's 255 characters); returns how many."""
+    records = [
+        {
+            "run_id": run_id,
+            "source": source,
+            "file": file,
+            "line": line,
+            "raw": raw,
+            "reason": reason[:255],
+            "created_at": now_ms,
+        }
+        for line, raw, reason in rows
+    ]
+    insert_rejected(conn, records)
+    return len(records)
 
 
 def insert_ticker(conn: Connection, **values: Any) -> bool:

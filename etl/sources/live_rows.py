@@ -20,10 +20,10 @@ from etl.db.models import Asset, Candle, SourceBatch
 from etl.load.writer import (
     LoadCounts,
     ensure_asset,
-    insert_rejected,
     insert_ticker,
     load_transaction,
     open_candle_writer,
+    quarantine,
 )
 from etl.read.rows import RAW_OPEN_TIME
 from etl.sources.base import RunContext, SourceResult
@@ -146,22 +146,14 @@ class LiveRows:
     def quarantine(
         self, conn: Connection, path: str, rows: list[tuple[int | None, str, str]]
     ) -> None:
-        insert_rejected(
+        self.result.rejected += quarantine(
             conn,
-            [
-                {
-                    "run_id": self.ctx.run_id,
-                    "source": self.source,
-                    "file": path,
-                    "line": line,
-                    "raw": raw,
-                    "reason": reason[:255],
-                    "created_at": self.ctx.now_ms,
-                }
-                for line, raw, reason in rows
-            ],
+            rows,
+            run_id=self.ctx.run_id,
+            source=self.source,
+            file=path,
+            now_ms=self.ctx.now_ms,
         )
-        self.result.rejected += len(rows)
 
     def _record_batch(self, conn: Connection, path: str, read: int, rejected: int) -> int:
         return int(

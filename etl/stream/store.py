@@ -17,10 +17,10 @@ from etl.core.assets import AssetRef
 from etl.db.models import Candle, SourceBatch, StreamSession
 from etl.load.writer import (
     ensure_asset,
-    insert_rejected,
     insert_ticker,
     load_transaction,
     open_candle_writer,
+    quarantine,
 )
 from etl.read.rows import RAW_OPEN_TIME
 from etl.stream.gemini_v2 import Bar
@@ -167,20 +167,13 @@ class StreamStore:
             )
 
     def _quarantine(self, conn: Connection, rejected: list[tuple[str, str]], now_ms: int) -> None:
-        insert_rejected(
+        quarantine(
             conn,
-            [
-                {
-                    "run_id": self.run_id,
-                    "source": QUARANTINE_SOURCE,
-                    "file": self.url,
-                    "line": None,
-                    "raw": raw[:MAX_RAW_CHARS],
-                    "reason": reason[:255],
-                    "created_at": now_ms,
-                }
-                for reason, raw in rejected
-            ],
+            [(None, raw[:MAX_RAW_CHARS], reason) for reason, raw in rejected],
+            run_id=self.run_id,
+            source=QUARANTINE_SOURCE,
+            file=self.url,
+            now_ms=now_ms,
         )
 
 

@@ -27,7 +27,7 @@ from etl.core.errors import LoadError, VenueError, VenueRequestError
 from etl.core.settings import Settings, ccxt_venues
 from etl.extract.ccxt_client import VenueClient
 from etl.extract.venue_pairs import VenuePair, select_venue_pairs
-from etl.load.writer import ensure_asset, insert_rejected, insert_ticker, load_transaction
+from etl.load.writer import ensure_asset, insert_ticker, load_transaction, quarantine
 from etl.transform.validate import ticker_problem
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,15 @@ class VenuePoller:
         with load_transaction(self.engine, f"{venue} poll") as conn:
             if problem is not None:
                 raw = json.dumps(ticker.info, default=str)[:2000]
-                insert_rejected(conn, [self._rejected(venue, pair, raw, problem, now_ms)])
+                path = f"ccxt:{venue}/ticker/{pair.market.venue_id}"
+                quarantine(
+                    conn,
+                    [(None, raw, problem)],
+                    run_id=self.run_id,
+                    source=QUARANTINE_SOURCE,
+                    file=path,
+                    now_ms=now_ms,
+                )
                 return
             # observed now: a venue's own stamp can be coarse, and this is when we saw it
             written = insert_ticker(
@@ -150,16 +158,3 @@ class VenuePoller:
                 run_id=self.run_id,
             )
         self.venues[venue].tickers += int(written)
-
-    def _rejected(
-        self, venue: str, pair: VenuePair, raw: str, problem: str, now_ms: int
-    ) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "source": QUARANTINE_SOURCE,
-            "file": f"ccxt:{venue}/ticker/{pair.market.venue_id}",
-            "line": None,
-            "raw": raw,
-            "reason": problem[:255],
-            "created_at": now_ms,
-        }
