@@ -31,6 +31,8 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -409,3 +411,25 @@ def stop(double: VenueDouble) -> None:
     if double.server is not None:
         double.server.shutdown()
         double.server.server_close()
+
+
+FAST = {"rateLimit": 1}  # ccxt's spacing between calls, in ms: none worth waiting for here
+
+
+@contextmanager
+def kraken_and_bitstamp() -> Iterator[dict[str, VenueDouble]]:
+    """Both doubles, Bitstamp 0.1% above Kraken, with the breakers reset around them."""
+    from etl.extract.gemini_client import reset_breakers
+
+    now = int(time.time() * 1000)
+    made: dict[str, VenueDouble] = {
+        "kraken": start(KrakenDouble(now_ms=now, slow_seconds=0.5)),
+        "bitstamp": start(BitstampDouble(now_ms=now, slow_seconds=0.5, price_factor=1.001)),
+    }
+    reset_breakers()
+    try:
+        yield made
+    finally:
+        for double in made.values():
+            stop(double)
+        reset_breakers()

@@ -21,8 +21,6 @@ others load.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
@@ -30,7 +28,7 @@ from etl.core.errors import VenueError
 from etl.extract.ccxt_client import VenueClient, VenueTicker
 from etl.extract.venue_pairs import VenuePair, select_venue_pairs
 from etl.sources.base import RunContext, SourceResult
-from etl.sources.live_rows import LiveRows, bars_frame, newest_stored_open
+from etl.sources.live_rows import CallLog, LiveRows, bars_frame, newest_stored_open
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,11 +48,14 @@ class VenueSource:
         self.config = config
 
     def run(self, ctx: RunContext) -> SourceResult:
+        calls = CallLog(self.name)
         try:
-            client = self.client or VenueClient(self.name, ctx.settings, config=self.config)
-        except VenueError as exc:
-            result = SourceResult(self.name, status="failed", errors=[str(exc)])
-            result.details.append(_calls(1, {exc.kind: 1}, str(exc), "none"))
+            client = self.client or calls.call(
+                lambda: VenueClient(self.name, ctx.settings, config=self.config)
+            )
+        except VenueError:  # e.g. an exchange ccxt does not have
+            result = SourceResult(self.name)
+            calls.summarise(result, "none")
             return result
         try:
             return _VenueRun(ctx, client).execute()
@@ -68,13 +69,11 @@ class _VenueRun:
         self.ctx, self.client, self.venue = ctx, client, client.venue
         self.result = SourceResult(self.venue)
         self.rows = LiveRows(ctx, self.result, source=self.venue, format="ccxt_ohlcv")
-        self.failures: Counter[str] = Counter()
-        self.calls = 0
-        self.last_error: str | None = None
+        self.log = CallLog(self.venue)
 
     def execute(self) -> SourceResult:
         try:
-            markets = self._call(self.client.markets)
+            markets = self.log.call(self.client.markets)
         except VenueError:
             markets = None
         if markets is not None:
@@ -90,24 +89,14 @@ class _VenueRun:
                 self.result.details.append({"coin": coin, "status": "skipped", "reason": reason})
             for pair in pairs:
                 self._fetch_pair(pair)
-        self._summarise()
+        self.log.summarise(self.result, self.client.breaker_state)
         return self.result
-
-    def _call(self, fetch: Callable[[], T]) -> T:
-        self.calls += 1
-        try:
-            return fetch()
-        except VenueError as exc:
-            self.failures[exc.kind] += 1
-            self.last_error = str(exc)
-            log.warning("venue call failed", extra={"venue": self.venue, "kind": exc.kind})
-            raise
 
     def _fetch_pair(self, pair: VenuePair) -> None:
         symbol = pair.market.symbol
         detail: dict[str, Any] = {"coin": pair.coin, "symbol": symbol}
         try:
-            ticker = self._call(partial(self.client.ticker, symbol))
+            ticker = self.log.call(partial(self.client.ticker, symbol))
             detail["ticker"] = self._store_ticker(pair, ticker)
         except VenueError as exc:
             detail["ticker"] = f"failed: {exc.kind}"
@@ -146,30 +135,6 @@ class _VenueRun:
             since=since,
             limit=self.ctx.settings.exchange_candle_limit,
         )
-        bars = self._call(fetch)
+        bars = self.log.call(fetch)
         path = f"ccxt:{self.venue}/ohlcv/{pair.market.venue_id}/{interval}"
         return self.rows.store_candles(pair.asset, interval, bars_frame(bars), path=path)
-
-    def _summarise(self) -> None:
-        failed_calls = sum(self.failures.values())
-        if failed_calls and failed_calls >= self.calls:
-            self.result.status = "failed"
-        elif failed_calls:
-            self.result.status = "partial"
-        if failed_calls:
-            self.result.errors.append(self.last_error or f"{self.venue} failed")
-        self.result.details.append(
-            _calls(self.calls, dict(self.failures), self.last_error, self.client.breaker_state)
-        )
-
-
-def _calls(
-    calls: int, failures: dict[str, int], last_error: str | None, breaker: str
-) -> dict[str, Any]:
-    return {
-        "status": "calls",
-        "calls": calls,
-        "failures": failures,
-        "last_error": last_error,
-        "breaker": breaker,
-    }

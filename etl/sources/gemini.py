@@ -16,8 +16,6 @@ malformed, ...) and the run goes on: the source is `partial` when some calls fai
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -26,7 +24,7 @@ from etl.extract.gemini_client import GeminiClient
 from etl.extract.gemini_models import PubTicker, candles_frame
 from etl.extract.gemini_pairs import Selection, select_pairs
 from etl.sources.base import RunContext, SourceResult
-from etl.sources.live_rows import LiveRows
+from etl.sources.live_rows import CallLog, LiveRows
 
 log = logging.getLogger(__name__)
 SOURCE = "gemini"
@@ -53,13 +51,11 @@ class _GeminiRun:
         self.ctx, self.client = ctx, client
         self.result = SourceResult(SOURCE)
         self.rows = LiveRows(ctx, self.result, source=SOURCE, format="gemini_candles")
-        self.failures: Counter[str] = Counter()
-        self.calls = 0
-        self.last_error: str | None = None
+        self.log = CallLog("gemini")
 
     def execute(self) -> SourceResult:
         try:
-            listed = self._call(self.client.symbols)
+            listed = self.log.call(self.client.symbols)
         except GeminiError:
             listed = None
         if listed is not None:
@@ -73,29 +69,21 @@ class _GeminiRun:
                 self.result.details.append({"coin": coin, "status": "skipped", "reason": reason})
             for selection in selections:
                 self._fetch_pair(selection)
-        self._summarise()
+        self.log.summarise(self.result, self.client.breaker_state)
         return self.result
-
-    def _call(self, fetch: Callable[[], Any]) -> Any:
-        self.calls += 1
-        try:
-            return fetch()
-        except GeminiError as exc:
-            self.failures[exc.kind] += 1
-            self.last_error = str(exc)
-            log.warning("gemini call failed", extra={"kind": exc.kind, "error": str(exc)})
-            raise
 
     def _fetch_pair(self, selection: Selection) -> None:
         detail: dict[str, Any] = {"coin": selection.coin, "symbol": selection.symbol.symbol}
         try:
-            ticker = self._call(partial(self.client.pubticker, selection.symbol.symbol))
+            ticker = self.log.call(partial(self.client.pubticker, selection.symbol.symbol))
             detail["ticker"] = self._store_ticker(selection, ticker)
         except GeminiError as exc:
             detail["ticker"] = f"failed: {exc.kind}"
         for interval in self.ctx.settings.gemini_candle_intervals:
             try:
-                rows = self._call(partial(self.client.candles, selection.symbol.symbol, interval))
+                rows = self.log.call(
+                    partial(self.client.candles, selection.symbol.symbol, interval)
+                )
                 detail[f"candles_{interval}"] = self._store_candles(selection, interval, rows)
             except GeminiError as exc:
                 detail[f"candles_{interval}"] = f"failed: {exc.kind}"
@@ -124,24 +112,6 @@ class _GeminiRun:
     ) -> dict[str, int]:
         path = f"/v2/candles/{selection.symbol.symbol}/{interval}"
         return self.rows.store_candles(selection.asset, interval, candles_frame(rows), path=path)
-
-    def _summarise(self) -> None:
-        failed_calls = sum(self.failures.values())
-        if failed_calls and failed_calls >= self.calls:
-            self.result.status = "failed"
-        elif failed_calls:
-            self.result.status = "partial"
-        if failed_calls:
-            self.result.errors.append(self.last_error or "gemini failed")
-        self.result.details.append(
-            {
-                "status": "calls",
-                "calls": self.calls,
-                "failures": dict(self.failures),
-                "last_error": self.last_error,
-                "breaker": self.client.breaker_state,
-            }
-        )
 
 
 def _float(value: Any) -> float | None:

@@ -7,14 +7,18 @@ share it, so a bar or a ticker means the same whoever fetched it.
 from __future__ import annotations
 
 import json
+import logging
+from collections import Counter
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, insert, select
 
 from etl.core.assets import AssetRef
+from etl.core.errors import GeminiError, VenueError
 from etl.core.series import SeriesStats
 from etl.db.models import Asset, Candle, SourceBatch
 from etl.load.writer import (
@@ -40,6 +44,51 @@ def bars_frame(rows: list[list[Any]]) -> pd.DataFrame:
     ).astype("float64")
     frame["volume_quote"] = float("nan")
     return frame.sort_values("open_time", kind="stable").reset_index(drop=True)
+
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class CallLog:
+    """One live source's calls to its exchange: counted, failures by kind, the last error;
+    the run status that follows (every call failed: `failed`; some: `partial`) and the
+    ledger detail that says so."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls = 0
+        self.failures: Counter[str] = Counter()
+        self.last_error: str | None = None
+
+    def call(self, fetch: Callable[[], T]) -> T:
+        """`fetch()`, counted; an exchange failure is recorded, then raised."""
+        self.calls += 1
+        try:
+            return fetch()
+        except (GeminiError, VenueError) as exc:
+            self.failures[exc.kind] += 1
+            self.last_error = str(exc)
+            log.warning("live call failed", extra={"source": self.name, "kind": exc.kind})
+            raise
+
+    def summarise(self, result: SourceResult, breaker: str) -> None:
+        failed = sum(self.failures.values())
+        if failed and failed >= self.calls:
+            result.status = "failed"
+        elif failed:
+            result.status = "partial"
+        if failed:
+            result.errors.append(self.last_error or f"{self.name} failed")
+        result.details.append(
+            {
+                "status": "calls",
+                "calls": self.calls,
+                "failures": dict(self.failures),
+                "last_error": self.last_error,
+                "breaker": breaker,
+            }
+        )
 
 
 class LiveRows:

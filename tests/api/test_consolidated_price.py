@@ -21,9 +21,7 @@ from tests.api.helpers import api_settings
 from tests.gemini_double import GeminiDouble
 from tests.gemini_double import start as start_gemini
 from tests.gemini_double import stop as stop_gemini
-from tests.venue_doubles import PRICES, BitstampDouble, KrakenDouble, start, stop
-
-FAST = {"rateLimit": 1}
+from tests.venue_doubles import FAST, PRICES, BitstampDouble, KrakenDouble, start, stop
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ from etl.core.errors import VenueError
 from etl.core.settings import Settings, get_settings
 from etl.extract.ccxt_client import VenueClient, apply_url_override
 from etl.extract.gemini_client import reset_breakers
-from tests.venue_doubles import BitstampDouble, KrakenDouble, VenueDouble, start, stop
-
-FAST = {"rateLimit": 1}  # the doubles need no spacing; one test checks ccxt's limiter
+from tests.venue_doubles import FAST, BitstampDouble, KrakenDouble, VenueDouble, start, stop
 
 
 @pytest.fixture

@@ -5,34 +5,26 @@ failing alone, and a re-run changing nothing."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
 
 from etl.core.settings import Settings, get_settings
-from etl.extract.gemini_client import reset_breakers
 from etl.pipeline import RunSummary, live_sources, run_pipeline
 from etl.sources.ccxt_venues import VenueSource
 from tests.helpers import rows, scalar
-from tests.venue_doubles import BitstampDouble, KrakenDouble, VenueDouble, start, stop
-
-FAST = {"rateLimit": 1}
+from tests.venue_doubles import (
+    FAST,
+    VenueDouble,
+    kraken_and_bitstamp,
+)
 
 
 @pytest.fixture
 def doubles() -> Iterator[dict[str, VenueDouble]]:
-    now = int(time.time() * 1000)
-    made = {
-        "kraken": start(KrakenDouble(now_ms=now, slow_seconds=0.5)),
-        "bitstamp": start(BitstampDouble(now_ms=now, slow_seconds=0.5, price_factor=1.001)),
-    }
-    reset_breakers()
-    yield made
-    for double in made.values():
-        stop(double)
-    reset_breakers()
+    with kraken_and_bitstamp() as made:
+        yield made
 
 
 @pytest.fixture

@@ -16,30 +16,24 @@ import pytest
 from sqlalchemy import Engine
 
 from etl.core.settings import Settings
-from etl.extract.gemini_client import reset_breakers
 from etl.load.ledger import start_run
 from etl.read.assets import resolve_asset
 from etl.read.venues import consolidated_for
 from etl.stream.venues import VenuePoller
 from etl.transform.consolidate import ConsolidationRules
 from tests.helpers import rows, scalar
-from tests.venue_doubles import PRICES, BitstampDouble, KrakenDouble, VenueDouble, start, stop
-
-FAST = {"rateLimit": 1}
+from tests.venue_doubles import (
+    FAST,
+    PRICES,
+    VenueDouble,
+    kraken_and_bitstamp,
+)
 
 
 @pytest.fixture
 def doubles() -> Iterator[dict[str, VenueDouble]]:
-    now = int(time.time() * 1000)
-    made = {
-        "kraken": start(KrakenDouble(now_ms=now, slow_seconds=0.5)),
-        "bitstamp": start(BitstampDouble(now_ms=now, slow_seconds=0.5, price_factor=1.001)),
-    }
-    reset_breakers()
-    yield made
-    for double in made.values():
-        stop(double)
-    reset_breakers()
+    with kraken_and_bitstamp() as made:
+        yield made
 
 
 @pytest.fixture
