@@ -23,6 +23,7 @@ from api.schemas import (
 from etl.core.intervals import INTERVAL_MS
 from etl.read.assets import AssetRow
 from etl.read.prices import series_coverage
+from etl.read.venues import newest_quote
 from etl.transform.consolidate import (
     ConsolidatedPrice,
     ConsolidationRules,
@@ -74,7 +75,7 @@ def latest_out(
             venues=venues,
         )
     bar_close, _, _ = freshness(best, stale_after)
-    ticker = max(quotes, key=lambda q: (q.observed_at, q.source), default=None)
+    ticker = newest_quote(quotes)
     if ticker is not None and ticker.last is not None and ticker.observed_at >= bar_close:
         price, as_of, source, interval = ticker.last, ticker.observed_at, ticker.source, None
         volume, volume_quote = ticker.volume_24h, ticker.volume_quote_24h
@@ -174,5 +175,13 @@ def run_summary(row: dict[str, Any]) -> RunSummary:
     return RunSummary.model_validate({**run_out(row).model_dump(), "sources": row["sources"]})
 
 
-def ticker_out(row: dict[str, Any]) -> TickerOut:
-    return TickerOut(**{**row, "observed_at": utc(int(row["observed_at"]))})
+def ticker_out(quote: VenueQuote) -> TickerOut:
+    return TickerOut(
+        source=quote.source,
+        observed_at=utc(quote.observed_at),
+        bid=quote.bid,
+        ask=quote.ask,
+        last=float(quote.last or 0.0),  # stored tickers always have one
+        volume_base_24h=quote.volume_24h,
+        volume_quote_24h=quote.volume_quote_24h,
+    )

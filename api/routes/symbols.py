@@ -11,9 +11,9 @@ from api.schemas import GeminiSymbolOut, GeminiSymbols, SymbolDetail, SymbolList
 from etl.core.clock import utc_now_ms
 from etl.extract.gemini_client import gemini_symbols
 from etl.read.assets import list_assets, resolve_asset
-from etl.read.prices import latest_metrics, latest_ticker
+from etl.read.prices import latest_metrics
 from etl.read.runs import latest_quality
-from etl.read.venues import latest_venue_quotes
+from etl.read.venues import latest_venue_quotes, newest_quote
 from etl.transform.consolidate import ConsolidationRules, consolidated_price
 
 
@@ -44,13 +44,13 @@ def build(limits: RouteLimits) -> APIRouter:
         unknown alias is a 404 problem."""
         with engine.connect() as conn:
             asset = resolve_asset(conn, symbol)
-            ticker = latest_ticker(conn, asset.id)
             quotes = latest_venue_quotes(conn, asset.id)
+            ticker = newest_quote(quotes)
             rules = ConsolidationRules.from_settings(settings)
             result = consolidated_price(quotes, now_ms=utc_now_ms(), rules=rules)
             detail = SymbolDetail(
                 asset=symbol_out(conn, asset),
-                ticker=ticker_out(ticker) if ticker else None,
+                ticker=None if ticker is None else ticker_out(ticker),
                 venues=venues_out(quotes, result),
                 metrics=[metric_out(asset.symbol, m) for m in latest_metrics(conn, asset.id)],
                 quality=[quality_out(q) for q in latest_quality(conn, asset.id)],

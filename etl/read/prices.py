@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, and_, func, select, type_coerce
+from sqlalchemy import Connection, and_, func, select
 
 from etl.core.intervals import INTERVAL_MS
-from etl.db.models import Candle, Metric, Ticker
+from etl.db.models import Candle, Metric
 from etl.read.rows import RAW_OPEN_TIME, plain
 
 
@@ -47,28 +47,6 @@ def latest_metrics(conn: Connection, asset_id: int) -> list[dict[str, Any]]:
     found = [plain(r) for r in rows]
     found.sort(key=lambda m: (-int(m["as_of"]), INTERVAL_MS.get(m["interval"], 0)))
     return found
-
-
-def latest_ticker(conn: Connection, asset_id: int) -> dict[str, Any] | None:
-    row = (
-        conn.execute(
-            select(
-                type_coerce(Ticker.observed_at, BigInteger).label("observed_at"),
-                Ticker.source,
-                Ticker.bid,
-                Ticker.ask,
-                Ticker.last,
-                Ticker.volume_base_24h,
-                Ticker.volume_quote_24h,
-            )
-            .where(Ticker.asset_id == asset_id)
-            .order_by(Ticker.observed_at.desc(), Ticker.id.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
 
 
 def series_coverage(conn: Connection, asset_id: int) -> list[dict[str, Any]]:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from typing import Any
+
+from sqlalchemy import Engine, event, insert, text
 
 from etl.core.assets import AssetRef
-from etl.db.engine import write_transaction
+from etl.core.settings import get_settings
+from etl.db.engine import create_db_engine, migrate, write_transaction
+from etl.db.models import Ticker
 from etl.load.writer import ensure_asset, insert_ticker
 from etl.read.venues import consolidated_for, latest_venue_quotes
 from etl.transform.consolidate import ConsolidationRules
+from tests.databases import postgres_schema
 
 NOW = 1_750_000_000_000
 BTC = AssetRef("BTC", "USD", "Bitcoin", "bitcoin")
@@ -52,3 +57,49 @@ def test_the_newest_ticker_per_venue_is_consolidated(engine: Engine) -> None:
     assert result.price is not None and abs(result.price - 100.1) < 1e-9
     assert result.sources_used == ("bitstamp", "coinbase", "kraken")
     assert {v.source: v.reason for v in result.venues}["gemini"] == "stale"
+
+
+def _ticker_rows_read(plan: dict[str, Any]) -> int:
+    """Rows the plan's nodes on `ticker` returned, summed over loops (EXPLAIN ANALYZE)."""
+    own = plan["Actual Rows"] * plan["Actual Loops"] if plan.get("Relation Name") == "ticker" else 0
+    return own + sum(_ticker_rows_read(child) for child in plan.get("Plans", []))
+
+
+def test_the_latest_quotes_seek_the_index_instead_of_reading_every_ticker() -> None:
+    """The stream writes a ticker per pair per second: the read must not grow with them.
+    PostgreSQL's EXPLAIN ANALYZE counts the ticker rows the query really read."""
+    with postgres_schema("venues") as url:
+        engine = create_db_engine(get_settings(database_url=url, _env_file=None))
+        migrate(engine)
+        with write_transaction(engine) as conn:
+            asset_id = ensure_asset(conn, BTC)
+            conn.execute(
+                insert(Ticker),
+                [
+                    {"asset_id": asset_id, "source": source, "observed_at": NOW - i * 1000}
+                    | {"last": 100.0 + i % 5, "run_id": None}
+                    for source in ("bitstamp", "gemini", "kraken")
+                    for i in range(30_000)
+                ],
+            )
+        statements: list[tuple[str, Any]] = []
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def keep(*args: Any) -> None:
+            statements.append((args[2], args[3]))
+
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE ticker"))
+            quotes = latest_venue_quotes(conn, asset_id)
+            statement, parameters = statements[-1]
+            explained = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters
+            )
+            plan = explained.scalar_one()[0]["Plan"]
+        engine.dispose()
+    assert [(q.source, q.observed_at) for q in quotes] == [
+        ("bitstamp", NOW),
+        ("gemini", NOW),
+        ("kraken", NOW),
+    ]
+    assert _ticker_rows_read(plan) <= 12  # a few per source, not the 90,000 stored
