@@ -23,12 +23,12 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.http_double import HttpDouble, serve, shut
 
 SYMBOLS = [
     "btcusd",
@@ -68,44 +68,16 @@ class Seen:
 
 
 @dataclass
-class GeminiDouble:
+class GeminiDouble(HttpDouble[Seen]):
     now_ms: int
     candle_count: int = 5
     slow_seconds: float = 1.0
     drip_seconds: float = 5.0
-    requests: list[Seen] = field(default_factory=list)
-    faults: dict[str, deque[str]] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)  # path -> JSON body to serve
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def fail(self, path_prefix: str, *faults: str) -> None:
-        with self.lock:
-            self.faults.setdefault(path_prefix, deque()).extend(faults)
-
-    def count(self, path_prefix: str = "/") -> int:
-        with self.lock:
-            return sum(r.path.startswith(path_prefix) for r in self.requests)
-
-    def next_fault(self, path: str) -> str | None:
-        with self.lock:
-            for prefix, queue in self.faults.items():
-                if path.startswith(prefix) and queue:
-                    return queue.popleft()
-        return None
 
     def arrive(self, path: str) -> Seen:
         """Record a request when it arrives (its status is filled in when answered)."""
-        seen = Seen(time.monotonic(), path, 0)
-        with self.lock:
-            self.requests.append(seen)
-        return seen
+        return self.record(Seen(time.monotonic(), path, 0))
 
     # -- payloads ----------------------------------------------------------------------
 
@@ -286,15 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start(double: GeminiDouble) -> GeminiDouble:
-    handler = type("Handler", (_Handler,), {"double": double})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    double.server = server
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    return double
+    return serve(double, _Handler)
 
 
 def stop(double: GeminiDouble) -> None:
-    if double.server is not None:
-        double.server.shutdown()
-        double.server.server_close()
+    shut(double)

@@ -28,15 +28,15 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.http_double import HttpDouble, serve, shut
 
 HOUR_S, DAY_S = 3600, 86_400
 PRICES = {"BTC": 67_250.0, "ETH": 3_450.0, "SOL": 145.0, "ADA": 0.45}
@@ -51,46 +51,18 @@ class Seen:
 
 
 @dataclass
-class VenueDouble:
+class VenueDouble(HttpDouble[Seen]):
     now_ms: int
     candle_count: int = 5
     slow_seconds: float = 1.0
     price_factor: float = 1.0  # this venue's prices against PRICES (a venue a bit off)
-    requests: list[Seen] = field(default_factory=list)
-    faults: dict[str, deque[str]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def fail(self, path_prefix: str, *faults: str) -> None:
-        with self.lock:
-            self.faults.setdefault(path_prefix, deque()).extend(faults)
-
-    def count(self, path_prefix: str = "/") -> int:
-        with self.lock:
-            return sum(r.path.startswith(path_prefix) for r in self.requests)
 
     def seen(self, path_prefix: str) -> list[Seen]:
         with self.lock:
             return [r for r in self.requests if r.path.startswith(path_prefix)]
 
-    def next_fault(self, path: str) -> str | None:
-        with self.lock:
-            for prefix, queue in self.faults.items():
-                if path.startswith(prefix) and queue:
-                    return queue.popleft()
-        return None
-
     def arrive(self, path: str, query: dict[str, str]) -> Seen:
-        seen = Seen(time.monotonic(), path, query)
-        with self.lock:
-            self.requests.append(seen)
-        return seen
+        return self.record(Seen(time.monotonic(), path, query))
 
     def price(self, base: str) -> float:
         return PRICES[base] * self.price_factor
@@ -399,18 +371,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start(double: VenueDouble) -> VenueDouble:
-    handler = type("Handler", (_Handler,), {"double": double})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    double.server = server
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    return double
+    return serve(double, _Handler)
 
 
 def stop(double: VenueDouble) -> None:
-    if double.server is not None:
-        double.server.shutdown()
-        double.server.server_close()
+    shut(double)
 
 
 FAST = {"rateLimit": 1}  # ccxt's spacing between calls, in ms: none worth waiting for here
