@@ -1,6 +1,6 @@
 """Typed dependencies, as FastAPI's own template declares them: a route asks for
 `StateDep` (everything, one dependency), `SettingsDep`, `EngineDep`, `GeminiDep`,
-`RegistryDep` or `LimiterDep` and gets the app's instance. Each is an `async def`
+`RegistryDep` or `RateLimitsDep` and gets the app's instance. Each is an `async def`
 reading the app's state: no thread-pool hop, no work per request beyond the lookup.
 Routes check a connection out themselves, inside their own worker thread
 (docs/decisions.md, "No per-request connection dependency")."""
@@ -11,9 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
-from slowapi import Limiter
 from sqlalchemy import Engine
 
+from api.rate_limit import RateLimits
 from api.settings import ApiSettings
 from api.state import AppState, state_of
 from etl.extract.gemini_client import GeminiClient
@@ -39,8 +39,8 @@ async def _registry(request: Request) -> CollectorRegistry:
     return state_of(request).registry
 
 
-async def _limiter(request: Request) -> Limiter:
-    return state_of(request).limiter
+async def _rate_limits(request: Request) -> RateLimits:
+    return state_of(request).rate_limits
 
 
 # A hot route asks for the whole state in one dependency: FastAPI's resolution costs per
@@ -51,4 +51,4 @@ SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 GeminiDep = Annotated[GeminiClient, Depends(_gemini)]
 RegistryDep = Annotated[CollectorRegistry, Depends(_registry)]
-LimiterDep = Annotated[Limiter, Depends(_limiter)]
+RateLimitsDep = Annotated[RateLimits, Depends(_rate_limits)]

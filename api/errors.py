@@ -15,7 +15,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from slowapi.errors import RateLimitExceeded
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from etl.core.errors import GeminiBusyError, GeminiError, UnknownAssetError
@@ -130,12 +129,6 @@ async def _gemini(request: Request, exc: GeminiError) -> JSONResponse:
     )
 
 
-async def _limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
-    response = problem_response(request, 429, "rate_limited", f"rate limit exceeded: {exc.detail}")
-    limiter = request.app.state.limiter  # where slowapi keeps it
-    return limiter._inject_headers(response, request.state.view_rate_limit)  # type: ignore[no-any-return]  # noqa: SLF001 - slowapi's documented pattern
-
-
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # noqa: ARG001
     # Runs outside the request middleware: name the request id explicitly.
     request_id = getattr(request.state, "request_id", None)
@@ -155,7 +148,6 @@ _HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
     (RequestValidationError, _invalid),
     (UnknownAssetError, _unknown_asset),
     (GeminiError, _gemini),
-    (RateLimitExceeded, _limited),
     (Exception, _unexpected),
 )
 

@@ -32,8 +32,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.dashboard import install_dashboard
 from api.docs import install_docs
 from api.errors import install_error_handlers, problem_response
+from api.hot_path import HotPath
 from api.middleware import Compression, RequestContextMiddleware, RequestMetrics
-from api.rate_limit import AuthFailureLimit, RouteLimits, build_limiter
+from api.rate_limit import AuthFailureLimit, RateLimits, RouteLimits, TrustedProxies
 from api.responses import HotCache
 from api.routes import candles, health, prices, prometheus, quality_runs, stream, symbols
 from api.routes.health import VERSION
@@ -55,15 +56,13 @@ log = logging.getLogger("api")
 HOST_CHECK_EXEMPT = frozenset({"/health/live", "/health/ready"})
 
 
-class TrustedHosts:
-    """`TrustedHostMiddleware`'s rule (exact names, `*.domain`, or `*`), answering a bad
-    Host header with the same problem document as every other error. The probes
-    (`HOST_CHECK_EXEMPT`, exact paths) pass whatever the Host header."""
+class HostRule:
+    """`TrustedHostMiddleware`'s rule: exact names, `*.domain`, or `*`."""
 
-    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
-        self.app, self.allowed = app, [h.lower() for h in allowed]
+    def __init__(self, allowed: list[str]) -> None:
+        self.allowed = [h.lower() for h in allowed]
 
-    def _ok(self, host: str) -> bool:
+    def allows(self, host: str) -> bool:
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         name = name.lower()
         return any(
@@ -73,11 +72,20 @@ class TrustedHosts:
             for pattern in self.allowed
         )
 
+
+class TrustedHosts:
+    """`HostRule` for every request, answering a bad Host header with the same problem
+    document as every other error. The probes (`HOST_CHECK_EXEMPT`, exact paths) pass
+    whatever the Host header."""
+
+    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
+        self.app, self.rule = app, HostRule(allowed)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"] not in HOST_CHECK_EXEMPT:
             headers = dict(scope.get("headers", []))
             host = headers.get(b"host", b"").decode("latin-1")
-            if not self._ok(host):
+            if not self.rule.allows(host):
                 response = problem_response(
                     Request(scope), 400, "invalid_host", "the Host header is not allowed"
                 )
@@ -87,7 +95,7 @@ class TrustedHosts:
 
 
 def _build_state(settings: ApiSettings) -> AppState:
-    limiter = build_limiter(settings)
+    rate_limits = RateLimits(settings)
     return AppState(
         settings=settings,
         key_digests=settings.key_digests(),
@@ -96,8 +104,8 @@ def _build_state(settings: ApiSettings) -> AppState:
             settings.cache_ttl_seconds, settings.cache_stale_seconds, settings.cache_max_mb << 20
         ),
         registry=CollectorRegistry(),
-        limiter=limiter,
-        auth_failures=AuthFailureLimit(limiter, settings),
+        rate_limits=rate_limits,
+        auth_failures=AuthFailureLimit(rate_limits, settings),
     )
 
 
@@ -133,7 +141,7 @@ def _lifespan(
 
 def _include_routers(app: FastAPI, state: AppState, hub: StreamHub) -> None:
     """Authentication is attached here, so a new route is protected by default."""
-    limits = RouteLimits.build(state.limiter, state.settings)
+    limits = RouteLimits.build(state.rate_limits, state.settings)
     keyed = [Depends(require_api_key)]
     app.include_router(health.build_probes(limits))
     for module in (health, prices, symbols, candles, quality_runs):
@@ -162,7 +170,19 @@ def _add_middleware(app: FastAPI, state: AppState) -> None:
             ],
         )
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
-    app.add_middleware(RequestContextMiddleware, metrics=RequestMetrics(state.registry))
+    metrics = RequestMetrics(state.registry)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(
+        HotPath,
+        routes=state.hot_routes,
+        cache=state.hot_cache,
+        key_digests=state.key_digests,
+        auth_failures=state.auth_failures,
+        metrics=metrics,
+        host_allowed=HostRule(settings.allowed_hosts).allows,
+        cors=bool(settings.cors_origins),
+        trusted_proxies=TrustedProxies(settings.trusted_proxies),
+    )
 
 
 def create_app(
@@ -187,7 +207,6 @@ def create_app(
     if settings.dashboard_enabled:
         install_dashboard(app)
     app.state.api = state
-    app.state.limiter = state.limiter  # slowapi finds its limiter here
     _include_routers(app, state, hub)
     install_error_handlers(app)
     _add_middleware(app, state)

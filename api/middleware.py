@@ -11,7 +11,6 @@ the key).
 from __future__ import annotations
 
 import logging
-import math
 import random
 import re
 import time
@@ -49,45 +48,20 @@ class RequestMetrics:
             registry=registry,
         )
 
+        self.hot_path = Counter(
+            "http_hot_path_total",
+            "Answers served by the hot path in front of the framework (api/hot_path.py)",
+            ["route"],
+            registry=registry,
+        )
 
-class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = _header(scope, b"x-request-id")
-        request_id = given if given and _SANE_ID.match(given) else _new_id()
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = _limit_headers(status, list(message.get("headers", [])))
-                headers = _security_headers(status, headers)
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        with request_context(request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                self._record(scope, status, time.perf_counter() - started)
-
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+    def record(self, scope: Scope, template: str, status: int, seconds: float) -> None:
+        """The request's Prometheus counters and its access log line."""
         method = scope.get("method", "")
-        self.metrics.requests.labels(method, template, str(status)).inc()
-        self.metrics.latency.labels(method, template).observe(seconds)
+        self.requests.labels(method, template, str(status)).inc()
+        self.latency.labels(method, template).observe(seconds)
         if status == 429:
-            self.metrics.rate_limited.labels(template).inc()
+            self.rate_limited.labels(template).inc()
         state: dict[str, Any] = scope.get("state", {})
         access_log.info(
             "request",
@@ -102,19 +76,56 @@ class RequestContextMiddleware:
         )
 
 
-def _limit_headers(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """slowapi's headers, tidied: `Retry-After` only on refusals (slowapi puts it on every
-    answer, where it would tell clients to wait), `X-RateLimit-Reset` in whole epoch
-    seconds (slowapi writes the storage's float)."""
-    tidy = []
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == b"retry-after" and status < 400:
-            continue
-        if lowered == b"x-ratelimit-reset":
-            value = str(math.ceil(float(value))).encode()
-        tidy.append((name, value))
-    return tidy
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = final_headers(scope, status, message, request_id)
+            await send(message)
+
+        with request_context(request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        self.metrics.record(scope, template, status, seconds)
+
+
+def final_headers(
+    scope: Scope, status: int, start: Message, request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """What every answer gets on its way out: the rate-limit verdict's headers (when a
+    route class was checked), the security headers, the request id."""
+    headers = list(start.get("headers", []))
+    verdict = scope.get("state", {}).get("rate_limit")
+    if verdict is not None:
+        headers += verdict.headers()
+    headers = _security_headers(status, headers)
+    headers.append((b"x-request-id", request_id.encode()))
+    return headers
+
+
+def request_id_of(scope: Scope) -> str:
+    """The client's `X-Request-ID` when it is a sane token, else a new one."""
+    given = _header(scope, b"x-request-id")
+    return given if given and _SANE_ID.match(given) else _new_id()
 
 
 def _security_headers(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

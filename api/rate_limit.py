@@ -1,4 +1,4 @@
-"""Rate limits with slowapi, per API key and route class.
+"""Rate limits per API key and route class, checked without blocking the event loop.
 
 The key is the caller's API-key fingerprint (set by `require_api_key`), else the client
 address; `X-Forwarded-For` is honoured only when the direct peer is a configured trusted
@@ -6,38 +6,42 @@ proxy (`TRUSTED_PROXIES`; the right-most address not itself a trusted proxy is t
 uvicorn's own proxy handling (`FORWARDED_ALLOW_IPS`) is off in `api.serve`: it would
 rewrite the peer before this rule sees it. Each route class (`data`, `candles`, `export`,
 `probes`) shares one counter per caller, with its limit from settings (`RATE_LIMIT_DEFAULT`,
-`RATE_LIMIT_CANDLES`, `RATE_LIMIT_EXPORT`, `RATE_LIMIT_PROBES`). Storage is in-process
-(`memory://`) or Redis (`RATE_LIMIT_STORAGE_URI=redis://...`), which makes limits hold
-across workers and replicas. Responses carry `X-RateLimit-Limit/Remaining/Reset`; a
-limited request gets a 429 problem with `Retry-After`.
+`RATE_LIMIT_CANDLES`, `RATE_LIMIT_EXPORT`, `RATE_LIMIT_PROBES`). Counters are the `limits`
+library's: in-process (`memory://`) or in Redis (`RATE_LIMIT_STORAGE_URI=redis://...`,
+through redis.asyncio, one round trip per hit for the fixed window), which makes limits
+hold across workers and replicas. Responses carry `X-RateLimit-Limit/Remaining/Reset`; a
+limited request gets a 429 problem with `Retry-After`. (slowapi, which the API used
+before, checks limits synchronously: every Redis call blocked the event loop.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import ipaddress
 import logging
 import math
-import threading
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import redis.asyncio as aioredis
 from cachetools import TTLCache
-from limits import parse
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage as AsyncRedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import MemoryStorage, RedisStorage
-from slowapi import Limiter
+from limits.strategies import STRATEGIES as SYNC_STRATEGIES
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from api.errors import Problem
 from api.settings import ApiSettings
 
 log = logging.getLogger("api.rate_limit")
-
-EMPTY_CONFIG = Path(__file__).with_name("slowapi.env")
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 class TrustedProxies:
@@ -63,36 +67,75 @@ class TrustedProxies:
 
 
 def client_address(request: Request, trusted_proxies: Container[str]) -> str:
-    """The caller's address for per-address limits, from `TRUSTED_PROXIES` alone.
+    """The caller's address for per-address limits, from `TRUSTED_PROXIES` alone."""
+    peer = request.client.host if request.client else "unknown"
+    return address_of(peer, request.headers.getlist("x-forwarded-for"), trusted_proxies)
+
+
+def address_of(peer: str, forwarded: Sequence[str], trusted_proxies: Container[str]) -> str:
+    """The direct peer, or behind trusted proxies the right-most address that is not one.
 
     Every `X-Forwarded-For` line counts (a proxy may append its own line rather than extend
     the first one; reading only the first would let the client's own line decide). The
     lines are joined in order and walked right to left past trusted proxies."""
-    peer = request.client.host if request.client else "unknown"
     if peer not in trusted_proxies:
         return peer
-    lines = request.headers.getlist("x-forwarded-for")
-    hops = [hop.strip() for line in lines for hop in line.split(",")]
+    hops = [hop.strip() for line in forwarded for hop in line.split(",")]
     for hop in reversed([h for h in hops if h]):
         if hop not in trusted_proxies:
             return hop
     return peer
 
 
-class OneTripRedisStorage(RedisStorage):
-    """Redis limit storage that answers a fixed-window hit *and* its window in one round trip.
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One hit's outcome and the window it leaves, as the `X-RateLimit-*` headers say it."""
 
-    slowapi hits the limit before the route (INCRBY + EXPIRE, one script) and reads the
-    window for the `X-RateLimit-*` headers after it (GET, then TTL): three synchronous
-    round trips per request, each blocking the event loop (measured: Redis storage served
-    a third of the requests memory storage did). Here the hit's script also returns the
-    key's TTL, and the window read that follows (same key, within a second) is answered
-    from it, so headers describe the state right after this request's own hit. Anything
-    else (moving window, a key not hit recently) goes to Redis as before. `redis://`,
-    `rediss://` and `redis+unix://` URIs use this storage (see `storage_uri`)."""
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: float  # epoch seconds when the window frees a request again
 
-    STORAGE_SCHEME = ["onetrip+redis", "onetrip+rediss", "onetrip+redis+unix"]
-    INCR_WITH_TTL = b"""
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"x-ratelimit-limit", str(self.limit).encode()),
+            (b"x-ratelimit-remaining", str(self.remaining).encode()),
+            (b"x-ratelimit-reset", str(math.ceil(self.reset)).encode()),
+        ]
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.reset - time.time()))
+
+
+class Counts(Protocol):
+    async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> Verdict: ...
+
+    async def check(self) -> bool: ...
+
+
+class MemoryCounts:
+    """Counters in this process (limits' memory storage: no I/O, so no await needed)."""
+
+    def __init__(self, strategy: str) -> None:
+        self.limiter = SYNC_STRATEGIES[strategy](MemoryStorage())
+
+    async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> Verdict:
+        allowed = self.limiter.hit(item, *identifiers)
+        reset, remaining = self.limiter.get_window_stats(item, *identifiers)
+        return Verdict(allowed, item.amount, remaining, reset)
+
+    async def check(self) -> bool:
+        return True
+
+
+class RedisFixedWindow:
+    """A fixed window in Redis in one round trip, on the event loop without blocking it
+    (redis.asyncio): one script increments the key, starts its expiry on the window's
+    first hit and returns the count with the key's remaining time, which is all the
+    headers need (slowapi used to block the loop for three calls: the hit, then GET and
+    TTL for the headers). Keys are limits' own (`LIMITS:LIMITER/<prefix>/...`)."""
+
+    SCRIPT = """
 local amount = tonumber(ARGV[2])
 local current = redis.call("incrby", KEYS[1], amount)
 if current == amount then
@@ -101,37 +144,56 @@ end
 return {current, redis.call("pttl", KEYS[1])}
 """
 
-    def __init__(self, uri: str, **options: Any) -> None:
-        self._seen: TTLCache[str, tuple[int, float]] = TTLCache(maxsize=16384, ttl=1.0)
-        self._seen_lock = threading.Lock()  # sync routes check limits in worker threads
-        super().__init__(uri.removeprefix("onetrip+"), **options)
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._clients: dict[int, tuple[Any, Any]] = {}  # per event loop (tests run several)
 
-    def initialize_storage(self, uri: str) -> None:
-        super().initialize_storage(uri)
-        self.lua_incr_with_ttl = self.get_connection().register_script(self.INCR_WITH_TTL)
+    def _client(self) -> tuple[Any, Any]:
+        loop = id(asyncio.get_running_loop())
+        if loop not in self._clients:
+            client = aioredis.Redis.from_url(self.uri)
+            self._clients = {loop: (client, client.register_script(self.SCRIPT))}
+        return self._clients[loop]
 
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        count, ttl_ms = self.lua_incr_with_ttl([self.prefixed_key(key)], [expiry, amount])
-        with self._seen_lock:
-            self._seen[key] = (int(count), time.time() + max(int(ttl_ms), 0) / 1000)
-        return int(count)
+    async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> Verdict:
+        _, script = self._client()
+        key = f"{RedisStorage.PREFIX}:{item.key_for(*identifiers)}"
+        count, ttl_ms = await script(keys=[key], args=[item.get_expiry(), 1])
+        reset = time.time() + max(int(ttl_ms), 0) / 1000
+        return Verdict(int(count) <= item.amount, item.amount, max(0, item.amount - count), reset)
 
-    def _recent(self, key: str) -> tuple[int, float] | None:
-        with self._seen_lock:
-            return self._seen.get(key)
+    async def check(self) -> bool:
+        client, _ = self._client()
+        return bool(await client.ping())
 
-    def get(self, key: str) -> int:
-        seen = self._recent(key)
-        return seen[0] if seen else super().get(key)
 
-    def get_expiry(self, key: str) -> float:
-        seen = self._recent(key)
-        return seen[1] if seen else super().get_expiry(key)
+class RedisMovingWindow:
+    """The moving window in Redis through limits' async storage: the hit, then the window
+    for the headers (two round trips; the fixed window needs one)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._limiters: dict[int, MovingWindowRateLimiter] = {}
+
+    def _limiter(self) -> MovingWindowRateLimiter:
+        loop = id(asyncio.get_running_loop())
+        if loop not in self._limiters:
+            storage = AsyncRedisStorage(f"async+{self.uri}", implementation="redispy")
+            self._limiters = {loop: MovingWindowRateLimiter(storage)}
+        return self._limiters[loop]
+
+    async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> Verdict:
+        limiter = self._limiter()
+        allowed = await limiter.hit(item, *identifiers)
+        reset, remaining = await limiter.get_window_stats(item, *identifiers)
+        return Verdict(allowed, item.amount, remaining, reset)
+
+    async def check(self) -> bool:
+        return await self._limiter().storage.check()
 
 
 def storage_uri(configured: str, timeout_seconds: float) -> str:
-    """The limiter's storage URI: Redis URIs go to `OneTripRedisStorage`, with socket
-    timeouts (a call blocks the event loop; redis-py's default is to wait forever) unless
+    """The storage URI with socket timeouts (redis-py's default is to wait forever) unless
     the URI sets its own."""
     scheme = configured.split("://", 1)[0]
     if scheme not in ("redis", "rediss", "redis+unix"):
@@ -140,43 +202,70 @@ def storage_uri(configured: str, timeout_seconds: float) -> str:
     query = dict(parse_qsl(parts.query))
     for name in ("socket_timeout", "socket_connect_timeout"):
         query.setdefault(name, str(timeout_seconds))
-    return "onetrip+" + urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def build_limiter(settings: ApiSettings) -> Limiter:
-    trusted = TrustedProxies(settings.trusted_proxies)
+class RateLimits:
+    """Every limit's counters: Redis when configured (shared by workers and replicas),
+    else this process's memory. While Redis fails, the same limits are counted per process
+    in memory (a warning when it starts, an info line when Redis is back); Redis is tried
+    again after 1, 2, 4 ... 32 s, so an outage costs no time per request."""
 
-    def caller(request: Request) -> str:
-        fingerprint = getattr(request.state, "key_fingerprint", None)
-        if fingerprint:
-            return f"key:{fingerprint}"
-        return f"ip:{client_address(request, trusted)}"
+    RETRY_MAX_SECONDS = 32.0
 
-    return Limiter(
-        key_func=caller,
-        storage_uri=storage_uri(
+    def __init__(self, settings: ApiSettings) -> None:
+        uri = storage_uri(
             settings.rate_limit_storage_uri, settings.rate_limit_storage_timeout_seconds
-        ),
-        headers_enabled=True,
-        strategy=settings.rate_limit_strategy,
-        key_prefix=settings.rate_limit_key_prefix,
-        config_filename=str(EMPTY_CONFIG),  # slowapi must not read our .env itself
-        # Redis down: the same limits, counted per process in memory (slowapi re-checks
-        # Redis with a growing back-off), instead of a 500 on every route and probe.
-        in_memory_fallback_enabled=True,
-    )
+        )
+        strategy = settings.rate_limit_strategy
+        self.configured = "memory" if uri.startswith("memory") else "redis"
+        self.fallback = MemoryCounts(strategy)
+        self.primary: Counts
+        if self.configured == "memory":
+            self.primary = self.fallback
+        elif strategy == "fixed-window":
+            self.primary = RedisFixedWindow(uri)
+        else:
+            self.primary = RedisMovingWindow(uri)
+        self._retry_at: float | None = None  # set while the storage is failing
+        self._backoff = 1.0
 
+    @property
+    def in_use(self) -> str:
+        return self.configured if self._retry_at is None else "memory"
 
-def storage_state(limiter: Limiter, settings: ApiSettings) -> dict[str, Any]:
-    """Which storage counts the limits now: slowapi switches to its in-memory fallback while
-    Redis fails, and back when it answers again."""
-    configured = "memory" if settings.rate_limit_storage_uri.startswith("memory") else "redis"
-    in_use = "memory" if isinstance(limiter.limiter.storage, MemoryStorage) else "redis"
-    return {"configured": configured, "in_use": in_use, "degraded": configured != in_use}
+    def state(self) -> dict[str, Any]:
+        """Which storage counts the limits now (for /health)."""
+        in_use = self.in_use
+        return {
+            "configured": self.configured,
+            "in_use": in_use,
+            "degraded": in_use != self.configured,
+        }
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> Verdict:
+        if self._retry_at is not None and time.monotonic() < self._retry_at:
+            return await self.fallback.hit(item, identifiers)
+        try:
+            verdict = await self.primary.hit(item, identifiers)
+        except Exception:  # redis errors, refused connections, timeouts: count in memory
+            self._failed()
+            return await self.fallback.hit(item, identifiers)
+        if self._retry_at is not None:
+            log.info("rate limit storage recovered")
+            self._retry_at, self._backoff = None, 1.0
+        return verdict
+
+    def _failed(self) -> None:
+        if self._retry_at is None:
+            log.warning("rate limit storage unreachable: counting limits in memory")
+        else:
+            self._backoff = min(self._backoff * 2, self.RETRY_MAX_SECONDS)
+        self._retry_at = time.monotonic() + self._backoff
 
 
 class AuthFailureLimit:
-    """Wrong keys per client address (`RATE_LIMIT_AUTH_FAILURES`), in the limiter's own
+    """Wrong keys per client address (`RATE_LIMIT_AUTH_FAILURES`), in the limits' own
     storage. Checked before a key is compared: once an address is past the limit, every
     request from it is a 429 until the window ends, the right key too, or a guesser would
     still learn which guess was right (200 among 429s).
@@ -185,12 +274,20 @@ class AuthFailureLimit:
     every keyed request); the record is filled from the shared storage by the refused wrong
     key, so with several workers each one learns of a block at its first refusal."""
 
-    def __init__(self, limiter: Limiter, settings: ApiSettings) -> None:
-        self.limiter = limiter
+    def __init__(self, limits: RateLimits, settings: ApiSettings) -> None:
+        self.limits = limits
         self.item = parse(settings.rate_limit_auth_failures)
         self.prefix = settings.rate_limit_key_prefix
         self.trusted = TrustedProxies(settings.trusted_proxies)
         self._blocked: TTLCache[str, float] = TTLCache(maxsize=65536, ttl=self.item.get_expiry())
+
+    def blocking(self) -> bool:
+        """Whether any address is blocked now (the fast path skips the check when not)."""
+        return bool(self._blocked)
+
+    def blocked(self, address: str) -> bool:
+        until = self._blocked.get(address)
+        return until is not None and until > time.time()
 
     def check(self, request: Request) -> None:
         """429 when the caller's address is past the wrong-key limit."""
@@ -199,21 +296,11 @@ class AuthFailureLimit:
         if until is not None and until > now:
             self._refuse(until - now)
 
-    def record(self, request: Request) -> None:
+    async def record(self, request: Request) -> None:
         address = client_address(request, self.trusted)
-        identifiers = (self.prefix, "auth-failures", address)
-        try:  # `limiter.limiter` is the in-memory fallback while Redis is down
-            allowed = self.limiter.limiter.hit(self.item, *identifiers)
-            reset = (
-                0.0
-                if allowed
-                else self.limiter.limiter.get_window_stats(self.item, *identifiers).reset_time
-            )
-        except Exception:  # storage failing right now: the wrong key still gets its 401
-            log.warning("auth-failure limit storage unreachable", exc_info=True)
-            return
-        if not allowed:
-            until = max(reset, time.time() + 1)
+        verdict = await self.limits.hit(self.item, self.prefix, "auth-failures", address)
+        if not verdict.allowed:
+            until = max(verdict.reset, time.time() + 1)
             self._blocked[address] = until
             self._refuse(until - time.time())
 
@@ -227,19 +314,76 @@ class AuthFailureLimit:
 
 
 @dataclass(frozen=True)
-class RouteLimits:
-    """Decorators that put a route into its class (one shared counter per caller)."""
+class LimitClass:
+    """One route class (`data`, `candles`, `export`, `probes`): one counter per caller
+    shared by its routes. Used as a decorator on a route, it hits the counter after the
+    route's parameters and key were accepted and before its body runs; the verdict goes
+    into the request's state, where `api.middleware` turns it into `X-RateLimit-*` headers
+    (on the refusal too, a 429 problem with `Retry-After`)."""
 
-    data: Decorator
-    candles: Decorator
-    export: Decorator
-    probes: Decorator
+    name: str
+    item: RateLimitItem
+    limits: RateLimits
+    prefix: str
+    trusted: TrustedProxies
+
+    def caller(self, state: dict[str, Any], peer: str, forwarded: list[str]) -> str:
+        fingerprint = state.get("key_fingerprint")
+        if fingerprint:
+            return f"key:{fingerprint}"
+        return f"ip:{address_of(peer, forwarded, self.trusted)}"
+
+    async def hit(self, caller: str) -> Verdict:
+        return await self.limits.hit(self.item, self.prefix, caller, self.name)
+
+    async def check(self, request: Request) -> None:
+        state: dict[str, Any] = request.scope.setdefault("state", {})
+        verdict = state.get("rate_limit")  # the fast path's refusal, already counted
+        if verdict is None:
+            peer = request.client.host if request.client else "unknown"
+            caller = self.caller(state, peer, request.headers.getlist("x-forwarded-for"))
+            verdict = state["rate_limit"] = await self.hit(caller)
+        if not verdict.allowed:
+            raise Problem(
+                429,
+                "rate_limited",
+                f"rate limit exceeded: {self.item}",
+                headers={"Retry-After": str(verdict.retry_after())},
+            )
+
+    def __call__(self, route: Callable[..., Any]) -> Callable[..., Any]:
+        is_async = inspect.iscoroutinefunction(route)
+
+        @functools.wraps(route)  # FastAPI reads the route's own signature through this
+        async def limited(*args: Any, **kwargs: Any) -> Any:
+            await self.check(kwargs["request"])
+            if is_async:
+                return await route(*args, **kwargs)
+            return await run_in_threadpool(route, *args, **kwargs)
+
+        return limited
+
+
+@dataclass(frozen=True)
+class RouteLimits:
+    """The route classes, each with its limit from settings."""
+
+    data: LimitClass
+    candles: LimitClass
+    export: LimitClass
+    probes: LimitClass
 
     @classmethod
-    def build(cls, limiter: Limiter, settings: ApiSettings) -> RouteLimits:
+    def build(cls, limits: RateLimits, settings: ApiSettings) -> RouteLimits:
+        trusted = TrustedProxies(settings.trusted_proxies)
+        prefix = settings.rate_limit_key_prefix
+
+        def named(name: str, limit: str) -> LimitClass:
+            return LimitClass(name, parse(limit), limits, prefix, trusted)
+
         return cls(
-            data=limiter.shared_limit(settings.rate_limit_default, scope="data"),
-            candles=limiter.shared_limit(settings.rate_limit_candles, scope="candles"),
-            export=limiter.shared_limit(settings.rate_limit_export, scope="export"),
-            probes=limiter.shared_limit(settings.rate_limit_probes, scope="probes"),
+            data=named("data", settings.rate_limit_default),
+            candles=named("candles", settings.rate_limit_candles),
+            export=named("export", settings.rate_limit_export),
+            probes=named("probes", settings.rate_limit_probes),
         )

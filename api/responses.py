@@ -67,6 +67,11 @@ class Rendered(NamedTuple):
 
 
 def respond(request: Request, answer: bytes | Rendered, *, max_age: int) -> Response:
+    return conditional(answer, request.headers.get("if-none-match", ""), max_age=max_age)
+
+
+def conditional(answer: bytes | Rendered, if_none_match: str, *, max_age: int) -> Response:
+    """The answer, or a 304 when `if_none_match` names its ETag."""
     rendered = answer if isinstance(answer, Rendered) else Rendered.of(answer)
     # Vary: a browser keeps a keyed answer for max-age; without it, the same URL asked
     # with another key (or none, e.g. after the dashboard's logout) got the cached answer.
@@ -75,8 +80,7 @@ def respond(request: Request, answer: bytes | Rendered, *, max_age: int) -> Resp
         "Cache-Control": f"private, max-age={max_age}",
         "Vary": "X-API-Key",
     }
-    wanted = request.headers.get("if-none-match", "")
-    if rendered.etag in (tag.strip() for tag in wanted.split(",")):
+    if rendered.etag in (tag.strip() for tag in if_none_match.split(",")):
         return Response(status_code=304, headers=headers)
     return Response(rendered.body, media_type="application/json", headers=headers)
 
@@ -130,17 +134,27 @@ class HotCache:
             del self._entries[key]
         return len(stale)
 
+    def peek(self, key: str, render: Callable[[], bytes]) -> Rendered | None:
+        """The cached answer if there is one to serve (fresh, or stale with a background
+        refresh started), else None: never waits."""
+        entry = self._entries.get(key) if self.enabled else None
+        if entry is None:
+            return None
+        now = self._clock()
+        if now - entry.rendered_at >= self.ttl + self.stale:
+            return None
+        if now >= entry.refresh_at and key not in self._refreshing:
+            entry.refresh_at = now + self.ttl  # the next try, should this one fail
+            self._start(key, render, self._refreshing)
+        return entry.rendered
+
     async def get(self, key: str, render: Callable[[], bytes]) -> Rendered:
         """The cached answer, or `render()` run in the thread pool (it queries the DB)."""
         if not self.enabled:
             return await run_in_threadpool(lambda: Rendered.of(render()))
-        entry = self._entries.get(key)
-        now = self._clock()
-        if entry is not None and now - entry.rendered_at < self.ttl + self.stale:
-            if now >= entry.refresh_at and key not in self._refreshing:
-                entry.refresh_at = now + self.ttl  # the next try, should this one fail
-                self._start(key, render, self._refreshing)
-            return entry.rendered
+        cached = self.peek(key, render)
+        if cached is not None:
+            return cached
         # Single flight: waiters share the one render's task, so they all wake together
         # when it is done (a lock would hand over one waiter per loop iteration).
         task = self._rendering.get(key) or self._start(key, render, self._rendering)

@@ -50,7 +50,7 @@ async def require_api_key(
         for digest in state_of(request).key_digests:  # no early exit: constant time
             matched |= hmac.compare_digest(presented, digest)
     if not matched:
-        failures.record(request)
+        await failures.record(request)
         raise Problem(401, "invalid_api_key", "the API key is not valid", headers=challenge)
     request.state.key_fingerprint = presented.hex()[:12]
     return request.state.key_fingerprint  # type: ignore[no-any-return]

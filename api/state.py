@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
-from slowapi import Limiter
 from sqlalchemy import Engine
 from starlette.requests import HTTPConnection
 
-from api.rate_limit import AuthFailureLimit
+from api.hot_path import HotRoutes
+from api.rate_limit import AuthFailureLimit, RateLimits
 from api.responses import HotCache
 from api.settings import ApiSettings
 from etl.extract.gemini_client import GeminiClient
@@ -28,8 +28,9 @@ class AppState:
     cursor_key: bytes
     hot_cache: HotCache
     registry: CollectorRegistry
-    limiter: Limiter
+    rate_limits: RateLimits
     auth_failures: AuthFailureLimit
+    hot_routes: HotRoutes = field(default_factory=HotRoutes)
     _engine: Engine | None = field(default=None, repr=False)
     _gemini: GeminiClient | None = field(default=None, repr=False)
 

@@ -33,9 +33,9 @@ from api.export import (
     file_name,
     gzipped,
 )
+from api.hot_path import Hot, cached_answer
 from api.params import SymbolPath
 from api.rate_limit import RouteLimits
-from api.responses import respond
 from api.schemas import CandlePage
 from etl.core.clock import utc_now_ms
 from etl.read.assets import resolve_asset
@@ -257,10 +257,14 @@ def build(limits: RouteLimits) -> APIRouter:
         Pages are kept in the hot-read cache like `latest` (`CACHE_TTL_SECONDS`)."""
         query = PageQuery(symbol, interval, start, end, limit, cursor, source)
         engine, cursor_key = state.engine, state.cursor_key
-        page = await state.hot_cache.get(
-            query.cache_key, lambda: render_page(engine, cursor_key, query)
+        hot = Hot(
+            "/api/crypto/candles/{symbol}",
+            limits.candles,
+            query.cache_key,
+            lambda: render_page(engine, cursor_key, query),
+            state.settings.cache_max_age_seconds,
         )
-        return respond(request, page, max_age=state.settings.cache_max_age_seconds)
+        return await cached_answer(request, state.hot_cache, state.hot_routes, hot)
 
     @router.get(
         "/candles/{symbol}/export",

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import EngineDep, GeminiDep, LimiterDep, SettingsDep
+from api.deps import EngineDep, GeminiDep, RateLimitsDep, SettingsDep
 from api.errors import Problem
-from api.rate_limit import RouteLimits, storage_state
+from api.rate_limit import RouteLimits
 from api.responses import age_seconds, body_of, freshness, respond, utc
 from api.schemas import Freshness, Health, Link, Live, Root, RunBrief, StreamHealth
 from api.settings import ApiSettings
@@ -40,7 +40,7 @@ def build_probes(limits: RouteLimits) -> APIRouter:
 
     @router.get("/health/live", response_model=Live)
     @limits.probes
-    async def live(request: Request) -> Response:  # noqa: ARG001 - slowapi needs request
+    async def live(request: Request) -> Response:  # noqa: ARG001 - the rate limit reads it
         """Liveness: the process answers."""
         return Response(b'{"status":"ok"}', media_type="application/json")
 
@@ -159,7 +159,7 @@ def build(limits: RouteLimits) -> APIRouter:
         settings: SettingsDep,
         engine: EngineDep,
         gemini: GeminiDep,
-        limiter: LimiterDep,
+        rate_limits: RateLimitsDep,
     ) -> Response:
         """Database reachability and latency, schema version, the last batch ETL run, data
         freshness per asset, the Gemini breaker state, the stream worker's state, version
@@ -167,11 +167,11 @@ def build(limits: RouteLimits) -> APIRouter:
         unresponsive counts; one stopped on purpose does not."""
         database, revision, last_run, freshness, stream = _database_view(engine, settings)
         head = head_revision()
-        rate_limits = storage_state(limiter, settings)
+        limit_storage = rate_limits.state()
         ok = (
             database["reachable"]
             and revision == head
-            and not rate_limits["degraded"]
+            and not limit_storage["degraded"]
             and not any(f.stale for f in freshness)
             and (stream is None or stream.state in ("connected", "stopped"))
         )
@@ -185,7 +185,7 @@ def build(limits: RouteLimits) -> APIRouter:
             last_run=last_run,
             freshness=freshness,
             gemini_breaker=gemini.breaker_state,
-            rate_limits=rate_limits,
+            rate_limits=limit_storage,
             stream=stream,
         )
         return respond(request, body_of(body), max_age=0)

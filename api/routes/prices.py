@@ -4,10 +4,11 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import Engine
 
 from api.deps import StateDep
+from api.hot_path import Hot, cached_answer
 from api.params import SourceQuery, SymbolsQuery
 from api.presenters import latest_out, metric_out
 from api.rate_limit import RouteLimits
-from api.responses import body_of, respond
+from api.responses import body_of
 from api.schemas import LatestList, MetricList
 from etl.core.clock import utc_now_ms
 from etl.read.assets import selected_assets
@@ -77,11 +78,14 @@ def build(limits: RouteLimits) -> APIRouter:
         settings, engine = state.settings, state.engine
         stale_after = settings.stale_after_intervals
         rules = ConsolidationRules.from_settings(settings)
-        page = await state.hot_cache.get(
+        hot = Hot(
+            "/api/crypto/latest",
+            limits.data,
             f"latest?{symbols}&{source}",
             lambda: latest_rows(engine, symbols, source, rules=rules, stale_after=stale_after),
+            settings.cache_max_age_seconds,
         )
-        return respond(request, page, max_age=settings.cache_max_age_seconds)
+        return await cached_answer(request, state.hot_cache, state.hot_routes, hot)
 
     @router.get("/metrics", response_model=MetricList)
     @limits.data
@@ -89,7 +93,13 @@ def build(limits: RouteLimits) -> APIRouter:
         """The latest metrics of each asset's preferred series (newest data, finest
         interval): changes, volatility, SMA/EMA, VWAP, drawdown, 24h high/low/volume."""
         engine = state.engine
-        page = await state.hot_cache.get(f"metrics?{symbols}", lambda: metric_rows(engine, symbols))
-        return respond(request, page, max_age=state.settings.cache_max_age_seconds)
+        hot = Hot(
+            "/api/crypto/metrics",
+            limits.data,
+            f"metrics?{symbols}",
+            lambda: metric_rows(engine, symbols),
+            state.settings.cache_max_age_seconds,
+        )
+        return await cached_answer(request, state.hot_cache, state.hot_routes, hot)
 
     return router

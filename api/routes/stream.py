@@ -84,7 +84,7 @@ async def stream_caller(
         try:
             return token_fingerprint(state.cursor_key, token, time.time())
         except Problem:
-            state.auth_failures.record(request)
+            await state.auth_failures.record(request)
             raise
     return await require_api_key(request, key)
 

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Request, Response
 
 from api.deps import EngineDep, GeminiDep, SettingsDep, StateDep
+from api.hot_path import Hot, cached_answer
 from api.params import SymbolPath
 from api.presenters import metric_out, quality_out, symbol_out, ticker_out, venues_out
 from api.rate_limit import RouteLimits
@@ -31,8 +32,14 @@ def build(limits: RouteLimits) -> APIRouter:
             with engine.connect() as conn:
                 return body_of(SymbolList(data=[symbol_out(conn, a) for a in list_assets(conn)]))
 
-        page = await state.hot_cache.get("symbols", render)
-        return respond(request, page, max_age=state.settings.cache_max_age_seconds)
+        hot = Hot(
+            "/api/crypto/symbols",
+            limits.data,
+            "symbols",
+            render,
+            state.settings.cache_max_age_seconds,
+        )
+        return await cached_answer(request, state.hot_cache, state.hot_routes, hot)
 
     @router.get("/symbol/{symbol}", response_model=SymbolDetail)
     @limits.data

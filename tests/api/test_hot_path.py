@@ -1,0 +1,154 @@
+"""The hot path (api/hot_path.py) against the routes it stands in for: the same bytes,
+headers included, for every hot route; the same counters, log lines and refusals; and
+everything it must not answer left to FastAPI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from api.main import create_app
+from api.state import AppState
+from tests.api.helpers import KEY, OTHER_KEY, api_settings, problem
+
+HOT = [
+    "/api/crypto/latest",
+    "/api/crypto/latest?symbols=bitcoin,ETH&source=csv",
+    "/api/crypto/metrics?symbols=BTC",
+    "/api/crypto/symbols",
+    "/api/crypto/candles/bitcoin?interval=1w&limit=50",
+    "/api/crypto/candles/btc-usd?interval=1d&start=2021-01-01&end=2021-03-01",
+]
+FIXED = {"X-Request-ID": "same-id-for-both", "Accept-Encoding": "identity"}
+CHANGING = {b"date", b"x-ratelimit-remaining", b"x-ratelimit-reset"}
+
+
+def cached_client(database: str, **overrides: object) -> TestClient:
+    values: dict[str, object] = {"cache_ttl_seconds": 60, "cache_stale_seconds": 0}
+    settings = api_settings(database, **{**values, **overrides})
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    client.headers["X-API-Key"] = KEY
+    return client
+
+
+@pytest.fixture
+def hot_client(api_database: str) -> Iterator[TestClient]:
+    with cached_client(api_database) as client:
+        yield client
+
+
+def served_fast(client: TestClient, route: str) -> float:
+    """The app's own count of hot-path answers for the route (as /metrics shows it)."""
+    registry = state_of_app(client).registry
+    return registry.get_sample_value("http_hot_path_total", {"route": route}) or 0.0
+
+
+def state_of_app(client: TestClient) -> AppState:
+    state: AppState = client.app.state.api  # type: ignore[attr-defined]
+    return state
+
+
+def stable(response: Response) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in response.headers.raw if k.lower() not in CHANGING]
+
+
+@pytest.mark.parametrize("path", HOT)
+def test_the_fast_path_sends_the_routes_own_bytes(hot_client: TestClient, path: str) -> None:
+    template = path.split("?")[0]
+    template = "/api/crypto/candles/{symbol}" if "/candles/" in template else template
+    before = served_fast(hot_client, template)
+    by_route = hot_client.get(path, headers=FIXED)  # validated and rendered by FastAPI
+    assert served_fast(hot_client, template) == before
+    by_fast_path = hot_client.get(path, headers=FIXED)
+    assert served_fast(hot_client, template) == before + 1
+    assert by_route.status_code == by_fast_path.status_code == 200
+    assert by_fast_path.content == by_route.content
+    assert stable(by_fast_path) == stable(by_route)
+    # the limit headers are there, one request further on
+    remaining = [int(r.headers["X-RateLimit-Remaining"]) for r in (by_route, by_fast_path)]
+    assert remaining[1] == remaining[0] - 1
+    # compressed for a client that accepts gzip, as the route would (bodies over 1 KB)
+    gzip = {**FIXED, "Accept-Encoding": "gzip"}
+    by_route_gz = hot_client.get(path + ("&" if "?" in path else "?") + "x=1", headers=gzip)
+    fast_gz = hot_client.get(path + ("&" if "?" in path else "?") + "x=1", headers=gzip)
+    assert fast_gz.content == by_route_gz.content == by_route.content  # decoded
+    assert stable(fast_gz) == stable(by_route_gz)
+
+
+def test_a_matching_etag_is_a_304_from_the_fast_path(hot_client: TestClient) -> None:
+    first = hot_client.get("/api/crypto/latest")
+    etag = first.headers["ETag"]
+    before = served_fast(hot_client, "/api/crypto/latest")
+    again = hot_client.get("/api/crypto/latest", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["ETag"] == etag
+    assert served_fast(hot_client, "/api/crypto/latest") == before + 1
+
+
+def test_keys_limits_and_hosts_stay_the_routes_business(api_database: str) -> None:
+    with cached_client(api_database, rate_limit_default="3/minute") as client:
+        answers = [client.get("/api/crypto/symbols") for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+        refused = client.get("/api/crypto/symbols")  # the fast path counts, the route refuses
+        assert refused.status_code == 429 and problem(refused)["code"] == "rate_limited"
+        assert refused.headers["X-RateLimit-Remaining"] == "0"
+        assert int(refused.headers["Retry-After"]) > 0
+        # a wrong or missing key never gets the cached bytes
+        wrong = client.get("/api/crypto/symbols", headers={"X-API-Key": "wrong"})
+        assert wrong.status_code == 401 and problem(wrong)["code"] == "invalid_api_key"
+        missing = client.get("/api/crypto/symbols", headers={"X-API-Key": ""})
+        assert missing.status_code == 401
+        # another key has its own counter, and its own answer from the cache
+        other = client.get("/api/crypto/symbols", headers={"X-API-Key": OTHER_KEY})
+        assert other.status_code == 200
+        # a Host the app does not serve is the app's 400, even for a remembered request
+        bad_host = client.get("/api/crypto/symbols", headers={"Host": "evil.example"})
+        assert bad_host.status_code == 400 and problem(bad_host)["code"] == "invalid_host"
+
+
+def test_a_blocked_address_gets_no_cached_answer(api_database: str) -> None:
+    with cached_client(api_database, rate_limit_auth_failures="2/minute") as client:
+        assert client.get("/api/crypto/latest").status_code == 200  # remembered, cached
+        for _ in range(3):
+            client.get("/api/crypto/latest", headers={"X-API-Key": "guess"})
+        blocked = client.get("/api/crypto/latest")  # the right key, from a blocked address
+        assert blocked.status_code == 429
+        assert problem(blocked)["code"] == "too_many_auth_failures"
+
+
+def test_cross_origin_requests_get_the_cors_headers(api_database: str) -> None:
+    with cached_client(api_database, cors_origins="https://app.example") as client:
+        client.get("/api/crypto/metrics")
+        answer = client.get("/api/crypto/metrics", headers={"Origin": "https://app.example"})
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        assert served_fast(client, "/api/crypto/metrics") == 0
+
+
+def test_fast_answers_are_logged_like_the_routes(
+    hot_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    hot_client.get("/api/crypto/metrics")
+    with caplog.at_level(logging.INFO, logger="api.access"):
+        hot_client.get("/api/crypto/metrics", headers={"X-Request-ID": "log-me"})
+    [line] = [r for r in caplog.records if r.name == "api.access"]
+    assert line.__dict__["route"] == "/api/crypto/metrics"
+    assert line.__dict__["status"] == 200
+    assert line.__dict__["path"] == "/api/crypto/metrics"
+    assert len(line.__dict__["key"]) == 12
+    assert line.__dict__["request_id"] == "log-me"
+    assert served_fast(hot_client, "/api/crypto/metrics") == 1
+
+
+def test_an_invalid_request_is_never_remembered(hot_client: TestClient) -> None:
+    for _ in range(2):
+        answer = hot_client.get("/api/crypto/candles/bitcoin?limit=0")
+        assert answer.status_code == 422
+    for _ in range(2):
+        unknown = hot_client.get("/api/crypto/candles/nosuchcoin")
+        assert unknown.status_code == 404
+    assert served_fast(hot_client, "/api/crypto/candles/{symbol}") == 0
