@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
+from api.main import create_app
 from api.rate_limit import storage_uri
-from tests.api.helpers import OTHER_KEY, limited_client, problem
+from tests.api.helpers import OTHER_KEY, api_settings, limited_client, problem
 from tests.databases import REDIS_URL, require_redis
 
 
@@ -153,3 +160,74 @@ def test_health_names_the_limit_storage_in_use(api_database: str) -> None:
         client.get("/api/crypto/runs")
         state = client.get("/health").json()["rate_limits"]
         assert state == {"configured": "redis", "in_use": "redis", "degraded": False}
+
+
+@contextmanager
+def slow_redis(delay: float) -> Iterator[str]:
+    """A TCP relay to the test Redis that holds every reply for `delay` seconds."""
+    target = urlsplit(REDIS_URL)
+    loop = asyncio.new_event_loop()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            target.hostname, target.port or 6379
+        )
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, wait: float) -> None:
+            while chunk := await src.read(65536):
+                await asyncio.sleep(wait)
+                dst.write(chunk)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer, 0), pipe(upstream_reader, writer, delay))
+
+    server = loop.run_until_complete(asyncio.start_server(relay, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+
+        async def shut() -> None:
+            server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
+def test_a_slow_redis_does_not_hold_up_other_requests(api_database: str) -> None:
+    """Each limit check waits 0.3 s for Redis; ten requests at once still take about one
+    wait, not ten: checks are awaited on the event loop, never block it. (slowapi's
+    synchronous checks took ten waits, over 3 s, and stalled every other request.)"""
+    require_redis()
+    delay, requests = 0.3, 10
+    with slow_redis(delay) as url:
+        settings = api_settings(
+            api_database,
+            rate_limit_storage_uri=url,
+            rate_limit_storage_timeout_seconds=5,
+            rate_limit_key_prefix=f"t{uuid.uuid4().hex[:8]}",
+        )
+        app = create_app(settings)
+
+        async def burst() -> tuple[list[int], float]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                # the first burst opens the connections and loads the script
+                for _ in range(2):
+                    started = time.perf_counter()
+                    calls = (c.get("/health/live") for _ in range(requests))
+                    answers = await asyncio.gather(*calls)
+                return [a.status_code for a in answers], time.perf_counter() - started
+
+        statuses, elapsed = asyncio.run(burst())
+    assert statuses == [200] * requests
+    assert elapsed < requests * delay / 2, elapsed  # serialised checks would take >= 3 s
+    assert app.state.api.rate_limits.state()["in_use"] == "redis"  # no fallback happened
