@@ -26,14 +26,21 @@ import hmac
 import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cachetools import LRUCache
 from fastapi import Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.middleware import Compression, RequestMetrics, final_headers, request_id_of
+from api.middleware import (
+    Compression,
+    RequestMetrics,
+    request_id_of,
+    secured,
+    with_request_headers,
+)
 from api.rate_limit import AuthFailureLimit, LimitClass, address_of
-from api.responses import HotCache, conditional
+from api.responses import HotCache, Rendered, conditional
 from api.settings import MAX_KEY_BYTES
 from etl.core.log import request_context
 
@@ -48,6 +55,12 @@ class Hot:
     key: str
     render: Callable[[], bytes]
     max_age: int
+
+
+class Built(NamedTuple):
+    status: int
+    headers: list[tuple[bytes, bytes]]  # the response's, compression's and security's
+    body: bytes
 
 
 class HotRoutes:
@@ -95,11 +108,13 @@ class HotPath:
         self.app, self.routes, self.cache = app, routes, cache
         self.key_digests, self.auth_failures, self.metrics = key_digests, auth_failures, metrics
         self.host_allowed, self.cors, self.trusted = host_allowed, cors, trusted_proxies
+        # answers as sent, by (ETag, max-age, gzip accepted, ETag matched): bounded
+        self._built: LRUCache[tuple[str, int, bool, bool], Built] = LRUCache(maxsize=1024)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             hot = self.routes.get(scope)
-            if hot is not None and await self._serve(hot, scope, receive, send):
+            if hot is not None and await self._serve(hot, scope, send):
                 return
         await self.app(scope, receive, send)
 
@@ -112,25 +127,42 @@ class HotPath:
             matched |= hmac.compare_digest(presented, digest)
         return presented.hex()[:12] if matched else None
 
-    async def _serve(self, hot: Hot, scope: Scope, receive: Receive, send: Send) -> bool:
+    async def _build(self, rendered: Rendered, max_age: int, *, gzip: bool, matched: bool) -> Built:
+        """The answer as the route's response, compression and security headers make it,
+        captured once per cached body and kind of request."""
+        response = conditional(rendered, rendered.etag if matched else "", max_age=max_age)
+        scope = {"type": "http", "path": "", "headers": [(b"accept-encoding", b"gzip")] * gzip}
+        sent: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            sent.append(message)
+
+        async def nothing() -> Message:
+            return {"type": "http.disconnect"}
+
+        await Compression(response)(scope, nothing, capture)
+        start, body = sent
+        status = start["status"]
+        built = Built(status, secured(status, start["headers"]), body["body"])
+        self._built[(rendered.etag, max_age, gzip, matched)] = built
+        return built
+
+    async def _serve(self, hot: Hot, scope: Scope, send: Send) -> bool:
         """Answer from the cache; False (nothing sent, nothing counted unless a refusal
         was) to let the app answer instead."""
         started = time.perf_counter()
-        key = host = origin = None
-        if_none_match = ""
+        first: dict[bytes, bytes] = {}  # as Starlette reads a header: its first line
         forwarded: list[str] = []
         for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                key = value
-            elif name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"if-none-match":
-                if_none_match = value.decode("latin-1")
-            elif name == b"origin":
-                origin = value
-            elif name == b"x-forwarded-for":
+            first.setdefault(name, value)
+            if name == b"x-forwarded-for":
                 forwarded.append(value.decode("latin-1"))
-        if host is None or not self.host_allowed(host) or (origin is not None and self.cors):
+        key = first.get(b"x-api-key")
+        host = first.get(b"host", b"").decode("latin-1")
+        if_none_match = first.get(b"if-none-match", b"").decode("latin-1")
+        gzip = b"gzip" in first.get(b"accept-encoding", b"")
+        origin = first.get(b"origin")
+        if not self.host_allowed(host) or (origin is not None and self.cors):
             return False
         fingerprint = None if key is None else self._fingerprint(key)
         if fingerprint is None:
@@ -149,20 +181,21 @@ class HotPath:
             return False  # the route answers the 429 with this verdict
         request_id = request_id_of(scope)
         state["request_id"] = request_id
-        status = 500
-
-        async def send_final(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = final_headers(scope, status, message, request_id)
-            await send(message)
-
-        response = conditional(rendered, if_none_match, max_age=hot.max_age)
+        tags = if_none_match.split(",") if if_none_match else ()
+        matched = any(tag.strip() == rendered.etag for tag in tags)
+        built = self._built.get((rendered.etag, hot.max_age, gzip, matched))
+        if built is None:
+            built = await self._build(rendered, hot.max_age, gzip=gzip, matched=matched)
+        headers = with_request_headers(built.headers, scope, request_id)
         with request_context(request_id):
             try:
-                await Compression(response)(scope, receive, send_final)
+                await send(
+                    {"type": "http.response.start", "status": built.status, "headers": headers}
+                )
+                await send({"type": "http.response.body", "body": built.body})
             finally:
-                self.metrics.record(scope, hot.template, status, time.perf_counter() - started)
+                self.metrics.record(
+                    scope, hot.template, built.status, time.perf_counter() - started
+                )
                 self.metrics.hot_path.labels(hot.template).inc()
         return True

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.access_log import AccessLog
 from api.dashboard import install_dashboard
 from api.docs import install_docs
 from api.errors import install_error_handlers, problem_response
@@ -42,7 +43,7 @@ from api.security import require_api_key
 from api.settings import ApiSettings, get_api_settings
 from api.state import AppState
 from api.streaming import StreamHub
-from etl.core.log import configure_logging
+from etl.core.log import SecretMask, configure_logging, secrets_of
 from etl.db.engine import create_db_engine
 from etl.extract.gemini_client import GeminiClient
 from etl.transform.consolidate import ConsolidationRules
@@ -170,7 +171,7 @@ def _add_middleware(app: FastAPI, state: AppState) -> None:
             ],
         )
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
-    metrics = RequestMetrics(state.registry)
+    metrics = RequestMetrics(state.registry, AccessLog(SecretMask(secrets_of(settings))))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_middleware(
         HotPath,

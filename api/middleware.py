@@ -10,7 +10,6 @@ the key).
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 import time
@@ -20,9 +19,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.access_log import AccessLog
 from etl.core.log import request_context
 
-access_log = logging.getLogger("api.access")
 # Routes that encode their own bodies: the event stream (never compressed) and candle
 # exports (gzip with exact Accept-Encoding weights; Parquet is compressed inside).
 OWN_ENCODING = re.compile(r"/api/crypto/(stream|candles/[^/]+/export)$")
@@ -30,7 +29,10 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    """Prometheus request counters and the access log: what every answer records."""
+
+    def __init__(self, registry: CollectorRegistry, log: AccessLog) -> None:
+        self.log = log
         self.requests = Counter(
             "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry
         )
@@ -47,32 +49,41 @@ class RequestMetrics:
             ["route"],
             registry=registry,
         )
-
         self.hot_path = Counter(
             "http_hot_path_total",
             "Answers served by the hot path in front of the framework (api/hot_path.py)",
             ["route"],
             registry=registry,
         )
+        # the labelled children, looked up once (`labels()` costs a lock and a tuple)
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
 
     def record(self, scope: Scope, template: str, status: int, seconds: float) -> None:
         """The request's Prometheus counters and its access log line."""
         method = scope.get("method", "")
-        self.requests.labels(method, template, str(status)).inc()
-        self.latency.labels(method, template).observe(seconds)
+        counted = self._counted.get((method, template, status))
+        if counted is None:
+            counted = self._counted[(method, template, status)] = self.requests.labels(
+                method, template, str(status)
+            )
+        counted.inc()
+        timed = self._timed.get((method, template))
+        if timed is None:
+            timed = self._timed[(method, template)] = self.latency.labels(method, template)
+        timed.observe(seconds)
         if status == 429:
             self.rate_limited.labels(template).inc()
         state: dict[str, Any] = scope.get("state", {})
-        access_log.info(
-            "request",
-            extra={
+        self.log.write(
+            {
                 "method": method,
                 "route": template,
-                "path": scope.get("path"),
+                "path": scope.get("path", ""),
                 "status": status,
                 "duration_ms": round(seconds * 1000, 2),
                 "key": state.get("key_fingerprint"),
-            },
+            }
         )
 
 
@@ -111,13 +122,17 @@ class RequestContextMiddleware:
 def final_headers(
     scope: Scope, status: int, start: Message, request_id: str
 ) -> list[tuple[bytes, bytes]]:
-    """What every answer gets on its way out: the rate-limit verdict's headers (when a
-    route class was checked), the security headers, the request id."""
-    headers = list(start.get("headers", []))
+    """What every answer gets on its way out: the security headers, the rate-limit
+    verdict's headers (when a route class was checked), the request id."""
+    return with_request_headers(secured(status, start.get("headers", [])), scope, request_id)
+
+
+def with_request_headers(
+    secured_headers: list[tuple[bytes, bytes]], scope: Scope, request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """`final_headers` after `secured`: the parts that differ per request."""
     verdict = scope.get("state", {}).get("rate_limit")
-    if verdict is not None:
-        headers += verdict.headers()
-    headers = _security_headers(status, headers)
+    headers = secured_headers + verdict.headers() if verdict is not None else [*secured_headers]
     headers.append((b"x-request-id", request_id.encode()))
     return headers
 
@@ -128,7 +143,7 @@ def request_id_of(scope: Scope) -> str:
     return given if given and _SANE_ID.match(given) else _new_id()
 
 
-def _security_headers(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def secured(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """`X-Content-Type-Options: nosniff` on every answer; `Cache-Control: no-store` on every
     error (whatever a route or library set), so no cache keeps a 401, 404 or 429."""
     error = status >= 400

@@ -98,13 +98,12 @@ def launched_api(database_url: str, log: Path, **environment: str) -> Iterator[s
     """`python -m api.serve` as the containers run it, on a free port, with `environment`
     over the test defaults; yields its base URL, and fails on a traceback in its log."""
     port = free_port()
+    defaults = {"LOG_LEVEL": "WARNING", "RATE_LIMIT_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}"}
     env = command_env(
         DATABASE_URL=database_url,
         API_HOST="127.0.0.1",
         API_PORT=str(port),
-        LOG_LEVEL="WARNING",
-        RATE_LIMIT_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}",
-        **environment,
+        **{**defaults, **environment},
     )
     with serving([sys.executable, "-m", "api.serve"], env, port, log) as base:
         yield base

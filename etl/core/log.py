@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import SecretStr
@@ -119,6 +120,24 @@ def _bound(variable: ContextVar[str | None], value: str) -> Iterator[None]:
         variable.reset(token)
 
 
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+def our_handler() -> logging.StreamHandler[Any] | None:
+    """`configure_logging`'s handler when it is the only one a record of `api.access` would
+    reach (no handler on `api.access`, on `api`, or on the root besides it), else None."""
+    for name in ("api.access", "api"):
+        logger = logging.getLogger(name)
+        if logger.handlers or not logger.propagate:
+            return None
+    handlers = logging.getLogger().handlers
+    if len(handlers) == 1 and getattr(handlers[0], "_crypto_etl", False):
+        handler: logging.StreamHandler[Any] = handlers[0]  # type: ignore[assignment]
+        return handler
+    return None
+
+
 def request_context(request_id: str) -> AbstractContextManager[None]:
     """Bind an HTTP request's id to every log line written while handling it."""
     return _bound(_request_id, request_id)
@@ -145,6 +164,7 @@ def configure_logging(settings: Settings) -> None:
     handler.addFilter(CorrelationFilter())
     handler.addFilter(mask)
     handler._crypto_etl = True  # type: ignore[attr-defined]
+    handler.json_lines = settings.log_json  # type: ignore[attr-defined]
     root = logging.getLogger()
     # Replace our own earlier handler only; others (a test's log capture) stay.
     root.handlers = [h for h in root.handlers if not getattr(h, "_crypto_etl", False)]

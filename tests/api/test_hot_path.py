@@ -4,9 +4,13 @@ everything it must not answer left to FastAPI."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -14,6 +18,7 @@ from httpx import Response
 from api.main import create_app
 from api.state import AppState
 from tests.api.helpers import KEY, OTHER_KEY, api_settings, problem
+from tests.processes import launched_api
 
 HOT = [
     "/api/crypto/latest",
@@ -152,3 +157,37 @@ def test_an_invalid_request_is_never_remembered(hot_client: TestClient) -> None:
         unknown = hot_client.get("/api/crypto/candles/nosuchcoin")
         assert unknown.status_code == 404
     assert served_fast(hot_client, "/api/crypto/candles/{symbol}") == 0
+
+
+@pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
+def test_the_served_access_log_has_one_json_line_per_request(
+    api_database: str, tmp_path: Path
+) -> None:
+    """As deployed (`python -m api.serve`, INFO): the access lines written around the
+    logging module carry the same fields, in the same order, as logging's own lines, the
+    hot path's too, with a secret in the path masked."""
+    log = tmp_path / "api.log"
+    environment = {"LOG_LEVEL": "INFO", "API_KEY": KEY, "CACHE_TTL_SECONDS": "60"}
+    with launched_api(api_database, log, **environment) as base:
+        keyed = {"X-API-Key": KEY}
+        for request_id in ("first", "second"):  # FastAPI's answer, then the hot path's
+            answer = httpx.get(
+                f"{base}/api/crypto/metrics", headers={**keyed, "X-Request-ID": request_id}
+            )
+            assert answer.status_code == 200
+        assert httpx.get(f"{base}/api/crypto/symbol/{KEY}", headers=keyed).status_code == 404
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    access = [
+        line
+        for line in lines
+        if line["name"] == "api.access" and line["path"].startswith("/api/crypto/")
+    ]
+    other = next(line for line in lines if line["name"] != "api.access")
+    assert [list(line)[:6] for line in access] == [list(other)[:6]] * 3
+    assert [(a["request_id"], a["route"], a["status"]) for a in access[:2]] == [
+        ("first", "/api/crypto/metrics", 200),
+        ("second", "/api/crypto/metrics", 200),
+    ]
+    assert access[2]["path"] == "/api/crypto/symbol/***" and KEY not in log.read_text()
+    assert access[1]["key"] == access[0]["key"] and len(access[0]["key"]) == 12
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}", access[1]["timestamp"])
