@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import inspect
 import ipaddress
 import logging
@@ -166,7 +167,9 @@ class RedisFixedWindow:
     (redis.asyncio): one script increments the key, starts its expiry on the window's
     first hit and returns the count with the key's remaining time, which is all the
     headers need (slowapi used to block the loop for three calls: the hit, then GET and
-    TTL for the headers). Keys are limits' own (`LIMITS:LIMITER/<prefix>/...`)."""
+    TTL for the headers). Hits that arrive in the same turn of the event loop go out
+    together, one pipeline for all of them: under load, one round trip and one reply
+    parse serve many requests. Keys are limits' own (`LIMITS:LIMITER/<prefix>/...`)."""
 
     SCRIPT = """
 local amount = tonumber(ARGV[2])
@@ -176,28 +179,59 @@ if current == amount then
 end
 return {current, redis.call("pttl", KEYS[1])}
 """
+    SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._clients: dict[int, tuple[Any, Any]] = {}  # per event loop (tests run several)
+        self._clients: dict[int, Any] = {}  # per event loop (tests run several)
+        self._pending: list[tuple[str, int, asyncio.Future[tuple[int, int]]]] = []
 
-    def _client(self) -> tuple[Any, Any]:
+    def _client(self) -> Any:
         loop = id(asyncio.get_running_loop())
         if loop not in self._clients:
-            client = aioredis.Redis.from_url(self.uri)
-            self._clients = {loop: (client, client.register_script(self.SCRIPT))}
+            self._clients = {loop: aioredis.Redis.from_url(self.uri)}
         return self._clients[loop]
 
     async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> Verdict:
-        _, script = self._client()
         key = f"{RedisStorage.PREFIX}:{item.key_for(*identifiers)}"
-        count, ttl_ms = await script(keys=[key], args=[item.get_expiry(), 1])
-        reset = time.time() + max(int(ttl_ms), 0) / 1000
-        return Verdict(int(count) <= item.amount, item.amount, max(0, item.amount - count), reset)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[int, int]] = loop.create_future()
+        self._pending.append((key, item.get_expiry(), answer))
+        if len(self._pending) == 1:  # the first of this turn: send them all next turn
+            loop.create_task(self._send())
+        count, ttl_ms = await answer
+        reset = time.time() + max(ttl_ms, 0) / 1000
+        return Verdict(count <= item.amount, item.amount, max(0, item.amount - count), reset)
+
+    async def _send(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            replies = await self._run(batch)
+        except Exception as exc:  # every waiter gets the error (and counts in memory)
+            for _, _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for (_, _, answer), (count, ttl_ms) in zip(batch, replies, strict=True):
+            if not answer.done():
+                answer.set_result((int(count), int(ttl_ms)))
+
+    async def _run(self, batch: list[tuple[str, int, Any]]) -> list[Any]:
+        client = self._client()
+        for attempt in (1, 2):
+            pipe = client.pipeline(transaction=False)
+            for key, expiry, _ in batch:
+                pipe.evalsha(self.SHA, 1, key, expiry, 1)
+            try:
+                return list(await pipe.execute())
+            except aioredis.ResponseError as exc:  # a new or flushed server: load it once
+                if "NOSCRIPT" not in str(exc) or attempt == 2:
+                    raise
+                await client.script_load(self.SCRIPT)
+        raise AssertionError("unreachable")
 
     async def check(self) -> bool:
-        client, _ = self._client()
-        return bool(await client.ping())
+        return bool(await self._client().ping())
 
 
 class RedisMovingWindow:

@@ -231,3 +231,21 @@ def test_a_slow_redis_does_not_hold_up_other_requests(api_database: str) -> None
     assert statuses == [200] * requests
     assert elapsed < requests * delay / 2, elapsed  # serialised checks would take >= 3 s
     assert app.state.api.rate_limits.state()["in_use"] == "redis"  # no fallback happened
+
+
+@pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
+def test_a_redis_that_forgot_the_script_gets_it_again(api_database: str) -> None:
+    """A restarted or flushed Redis has no scripts: the next hit loads it and counts."""
+    import redis
+
+    require_redis()
+    direct: Any = redis.Redis.from_url(REDIS_URL)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    with limited_client(
+        api_database, rate_limit_storage_uri=REDIS_URL, rate_limit_key_prefix=prefix
+    ) as client:
+        assert client.get("/api/crypto/runs").headers["X-RateLimit-Remaining"] == "2"
+        direct.script_flush()
+        answer = client.get("/api/crypto/runs")
+        assert answer.status_code == 200 and answer.headers["X-RateLimit-Remaining"] == "1"
+        assert client.get("/health").json()["rate_limits"]["in_use"] == "redis"
