@@ -36,6 +36,7 @@ from limits.aio.storage import RedisStorage as AsyncRedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import STRATEGIES as SYNC_STRATEGIES
+from redis.exceptions import NoScriptError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -224,8 +225,8 @@ return {current, redis.call("pttl", KEYS[1])}
                 pipe.evalsha(self.SHA, 1, key, expiry, 1)
             try:
                 return list(await pipe.execute())
-            except aioredis.ResponseError as exc:  # a new or flushed server: load it once
-                if "NOSCRIPT" not in str(exc) or attempt == 2:
+            except NoScriptError:  # a new or flushed server: load it once
+                if attempt == 2:
                     raise
                 await client.script_load(self.SCRIPT)
         raise AssertionError("unreachable")
