@@ -58,6 +58,13 @@ class RequestMetrics:
         # the labelled children, looked up once (`labels()` costs a lock and a tuple)
         self._counted: dict[tuple[str, str, int], Any] = {}
         self._timed: dict[tuple[str, str], Any] = {}
+        self._fast: dict[str, Any] = {}
+
+    def served_fast(self, template: str) -> None:
+        counted = self._fast.get(template)
+        if counted is None:
+            counted = self._fast[template] = self.hot_path.labels(template)
+        counted.inc()
 
     def record(self, scope: Scope, template: str, status: int, seconds: float) -> None:
         """The request's Prometheus counters and its access log line."""

@@ -124,14 +124,15 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
-def our_handler() -> logging.StreamHandler[Any] | None:
-    """`configure_logging`'s handler when it is the only one a record of `api.access` would
-    reach (no handler on `api.access`, on `api`, or on the root besides it), else None."""
-    for name in ("api.access", "api"):
-        logger = logging.getLogger(name)
-        if logger.handlers or not logger.propagate:
+def our_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    """`configure_logging`'s handler when it is the only one a record of `logger` would
+    reach (none on the logger or its parents, none on the root besides it), else None."""
+    current: logging.Logger | None = logger
+    while current is not None and current is not logging.root:
+        if current.handlers or not current.propagate:
             return None
-    handlers = logging.getLogger().handlers
+        current = current.parent
+    handlers = logging.root.handlers
     if len(handlers) == 1 and getattr(handlers[0], "_crypto_etl", False):
         handler: logging.StreamHandler[Any] = handlers[0]  # type: ignore[assignment]
         return handler
