@@ -7,10 +7,10 @@ the usual case), it is written here directly: the same JSON fields in the same o
 (`timestamp` as logging's `asctime`, `level`, `name`, `event`, `run_id`, `request_id`, then
 the request's fields), one `orjson.dumps` (~2 us), and the lines of one turn of the event
 loop in one write to the handler's stream (one system call for many requests under load).
-The only field a client chooses, the path, goes through the same secret mask as every
-other line. Whenever anything else would see the record (LOG_JSON=false, a handler on
-`api.access` or on the root besides ours, a test's log capture, a level filter), the line
-goes through `logging` as before.
+The finished lines go through the same secret mask as every other line (the path and
+the request id are the client's words). Whenever anything else would see the record
+(LOG_JSON=false, a handler on `api.access` or on the root besides ours, a test's log
+capture), the line goes through `logging` as before.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
         self._pending: list[bytes] = []  # lines of this turn of the event loop
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush waits
 
     def _timestamp(self, now: float) -> str:
         second = int(now)
@@ -53,7 +54,6 @@ class AccessLog:
         if handler is None or not getattr(handler, "json_lines", False):
             access_log.info("request", extra=fields)
             return
-        fields["path"] = self.mask.clean(fields["path"])
         line = {
             "timestamp": stamp,
             "level": "INFO",
@@ -64,15 +64,21 @@ class AccessLog:
             **fields,
         }
         self._pending.append(orjson.dumps(line))
-        if len(self._pending) == 1:  # the first line of this turn of the event loop
-            try:
-                asyncio.get_running_loop().call_soon(self._flush, handler)
-            except RuntimeError:  # no loop (a synchronous caller): write it now
-                self._flush(handler)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): write it now
+            self._flush(handler)
+            return
+        if self._flush_loop is not loop:  # the first line of this turn of this loop
+            self._flush_loop = loop
+            loop.call_soon(self._flush, handler)
 
     def _flush(self, handler: logging.StreamHandler[Any]) -> None:
-        """The turn's lines in one write (one system call: the stream is line-buffered)."""
-        lines, self._pending = self._pending, []
-        text = b"\n".join(lines).decode() + "\n"
-        with handler.lock or _NO_LOCK:
-            handler.stream.write(text)
+        """The turn's lines in one write (one system call: the stream is line-buffered),
+        through the secret mask the logging handler applies to every finished line (one
+        pass for all of them: the path and the request id are the client's words)."""
+        lines, self._pending, self._flush_loop = self._pending, [], None
+        if lines:
+            text = self.mask.clean(b"\n".join(lines).decode()) + "\n"
+            with handler.lock or _NO_LOCK:
+                handler.stream.write(text)

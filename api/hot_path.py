@@ -66,17 +66,22 @@ class Built(NamedTuple):
 
 
 class Bounded(dict[K, V]):
-    """A dict that forgets its oldest entry past `size` (a plain dict read: an LRU's
-    bookkeeping cost more than the rest of a look-up on the hot path)."""
+    """A dict that forgets its oldest entries past a budget of `weight` (1 per entry by
+    default): reads are plain dict reads (an LRU's bookkeeping cost more than the rest of
+    a look-up on the hot path)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, budget: int, weight: Callable[[V], int] = lambda _: 1) -> None:
         super().__init__()
-        self.size = size
+        self.budget, self.weight, self.total = budget, weight, 0
 
     def put(self, key: K, value: V) -> None:
-        if key not in self and len(self) >= self.size:
-            del self[next(iter(self))]
+        if key in self:
+            self.total -= self.weight(self.pop(key))
+        added = self.weight(value)
+        while self and self.total + added > self.budget:
+            self.total -= self.weight(self.pop(next(iter(self))))
         self[key] = value
+        self.total += added
 
 
 class HotRoutes:
@@ -117,7 +122,7 @@ class HotPath:
         key_digests: list[bytes],
         auth_failures: AuthFailureLimit,
         metrics: RequestMetrics,
-        host_allowed: Callable[[str], bool],
+        host_allowed: Callable[[list[bytes]], bool],
         cors: bool,
         trusted_proxies: Container[str],
     ) -> None:
@@ -125,7 +130,10 @@ class HotPath:
         self.key_digests, self.auth_failures, self.metrics = key_digests, auth_failures, metrics
         self.host_allowed, self.cors, self.trusted = host_allowed, cors, trusted_proxies
         # answers as sent, by (ETag, max-age, gzip accepted, ETag matched): bounded
-        self._built: Bounded[tuple[str, int, bool, bool], Built] = Bounded(1024)
+        # as many bytes as the cache itself may hold (CACHE_MAX_MB): together, twice that
+        self._built: Bounded[tuple[str, int, bool, bool], Built] = Bounded(
+            cache.max_bytes, lambda built: len(built.body) + 256
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -160,7 +168,8 @@ class HotPath:
         start, body = sent
         status = start["status"]
         built = Built(status, secured(status, start["headers"]), body["body"])
-        self._built.put((rendered.etag, max_age, gzip, matched), built)
+        if len(body["body"]) <= self.cache.largest:  # what the cache would keep
+            self._built.put((rendered.etag, max_age, gzip, matched), built)
         return built
 
     async def _serve(self, hot: Hot, scope: Scope, send: Send) -> bool:
@@ -169,32 +178,34 @@ class HotPath:
         started = time.perf_counter()
         first: dict[bytes, bytes] = {}  # as Starlette reads a header: its first line
         forwarded: list[str] = []
+        hosts: list[bytes] = []
         for name, value in scope["headers"]:
             first.setdefault(name, value)
             if name == b"x-forwarded-for":
                 forwarded.append(value.decode("latin-1"))
+            elif name == b"host":
+                hosts.append(value)
         key = first.get(b"x-api-key")
-        host = first.get(b"host", b"").decode("latin-1")
         if_none_match = first.get(b"if-none-match", b"").decode("latin-1")
         gzip = b"gzip" in first.get(b"accept-encoding", b"")
         origin = first.get(b"origin")
-        if not self.host_allowed(host) or (origin is not None and self.cors):
+        if not self.host_allowed(hosts) or (origin is not None and self.cors):
             return False
-        fingerprint = None if key is None else self._fingerprint(key)
+        fingerprint = self._fingerprint(key) if key else None  # empty: missing, as FastAPI
         if fingerprint is None:
             return False
         if self.auth_failures.blocking():
             peer = scope["client"][0] if scope.get("client") else "unknown"
             if self.auth_failures.blocked(address_of(peer, forwarded, self.trusted)):
                 return False
-        rendered = self.cache.peek(hot.key, hot.render)
-        if rendered is None:
-            return False
         state = scope.setdefault("state", {})
         state["key_fingerprint"] = fingerprint
         verdict = state["rate_limit"] = await hot.limit.hit(f"key:{fingerprint}")
         if not verdict.allowed:
             return False  # the route answers the 429 with this verdict
+        rendered = self.cache.peek(hot.key, hot.render)  # after the limit, as the route
+        if rendered is None:
+            return False  # the route renders it, with this verdict (counted once)
         request_id = request_id_of(scope)
         state["request_id"] = request_id
         tags = if_none_match.split(",") if if_none_match else ()

@@ -73,6 +73,11 @@ class HostRule:
             for pattern in self.allowed
         )
 
+    def admits(self, hosts: list[bytes]) -> bool:
+        """A request's Host lines: at most one (RFC 9112 3.2: two are a 400, and two
+        readers could each pick a different one), and that one allowed."""
+        return len(hosts) <= 1 and self.allows(hosts[0].decode("latin-1") if hosts else "")
+
 
 class TrustedHosts:
     """`HostRule` for every request, answering a bad Host header with the same problem
@@ -84,9 +89,8 @@ class TrustedHosts:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"] not in HOST_CHECK_EXEMPT:
-            headers = dict(scope.get("headers", []))
-            host = headers.get(b"host", b"").decode("latin-1")
-            if not self.rule.allows(host):
+            hosts = [value for name, value in scope.get("headers", []) if name == b"host"]
+            if not self.rule.admits(hosts):
                 response = problem_response(
                     Request(scope), 400, "invalid_host", "the Host header is not allowed"
                 )
@@ -180,7 +184,7 @@ def _add_middleware(app: FastAPI, state: AppState) -> None:
         key_digests=state.key_digests,
         auth_failures=state.auth_failures,
         metrics=metrics,
-        host_allowed=HostRule(settings.allowed_hosts).allows,
+        host_allowed=HostRule(settings.allowed_hosts).admits,
         cors=bool(settings.cors_origins),
         trusted_proxies=TrustedProxies(settings.trusted_proxies),
     )

@@ -24,8 +24,9 @@ import ipaddress
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -163,6 +164,15 @@ class MemoryFixedWindow:
         return True
 
 
+@dataclass
+class _Lane:
+    """One event loop's Redis client and the hits waiting for its next pipeline."""
+
+    client: Any
+    pending: list[tuple[str, int, asyncio.Future[tuple[int, int]]]] = field(default_factory=list)
+    scheduled: bool = False
+
+
 class RedisFixedWindow:
     """A fixed window in Redis in one round trip, on the event loop without blocking it
     (redis.asyncio): one script increments the key, starts its expiry on the window's
@@ -182,43 +192,50 @@ return {current, redis.call("pttl", KEYS[1])}
 """
     SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, timeout_seconds: float) -> None:
         self.uri = uri
-        self._clients: dict[int, Any] = {}  # per event loop (tests run several)
-        self._pending: list[tuple[str, int, asyncio.Future[tuple[int, int]]]] = []
+        # a waiter's own bound, should a reply never come (the socket timeout is the first)
+        self.wait_seconds = 2 * timeout_seconds + 1
+        self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def _client(self) -> Any:
-        loop = id(asyncio.get_running_loop())
-        if loop not in self._clients:
-            self._clients = {loop: aioredis.Redis.from_url(self.uri)}
-        return self._clients[loop]
+    def _lane(self) -> _Lane:
+        """This event loop's client and queue (tests and embedders run several loops)."""
+        loop = asyncio.get_running_loop()
+        lane = self._lanes.get(loop)
+        if lane is None:
+            lane = self._lanes[loop] = _Lane(aioredis.Redis.from_url(self.uri))
+        return lane
 
     async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> Verdict:
         key = f"{RedisStorage.PREFIX}:{item.key_for(*identifiers)}"
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[tuple[int, int]] = loop.create_future()
-        self._pending.append((key, item.get_expiry(), answer))
-        if len(self._pending) == 1:  # the first of this turn: send them all next turn
-            loop.create_task(self._send())
-        count, ttl_ms = await answer
+        lane = self._lane()
+        answer: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        lane.pending.append((key, item.get_expiry(), answer))
+        if not lane.scheduled:  # the first of this turn: send them all next turn
+            lane.scheduled = True
+            asyncio.get_running_loop().create_task(self._send(lane))
+        count, ttl_ms = await asyncio.wait_for(answer, self.wait_seconds)
         reset = time.time() + max(ttl_ms, 0) / 1000
         return Verdict(count <= item.amount, item.amount, max(0, item.amount - count), reset)
 
-    async def _send(self) -> None:
-        batch, self._pending = self._pending, []
+    async def _send(self, lane: _Lane) -> None:
+        batch, lane.pending, lane.scheduled = lane.pending, [], False
         try:
-            replies = await self._run(batch)
-        except Exception as exc:  # every waiter gets the error (and counts in memory)
+            replies = await self._run(lane.client, batch)
+        except BaseException as exc:  # every waiter gets the error (and counts in memory)
             for _, _, answer in batch:
                 if not answer.done():
-                    answer.set_exception(exc)
+                    answer.set_exception(exc if isinstance(exc, Exception) else TimeoutError())
+            if not isinstance(exc, Exception):
+                raise
             return
         for (_, _, answer), (count, ttl_ms) in zip(batch, replies, strict=True):
             if not answer.done():
                 answer.set_result((int(count), int(ttl_ms)))
 
-    async def _run(self, batch: list[tuple[str, int, Any]]) -> list[Any]:
-        client = self._client()
+    async def _run(self, client: Any, batch: list[tuple[str, int, Any]]) -> list[Any]:
         for attempt in (1, 2):
             pipe = client.pipeline(transaction=False)
             for key, expiry, _ in batch:
@@ -232,7 +249,7 @@ return {current, redis.call("pttl", KEYS[1])}
         raise AssertionError("unreachable")
 
     async def check(self) -> bool:
-        return bool(await self._client().ping())
+        return bool(await self._lane().client.ping())
 
 
 class RedisMovingWindow:
@@ -241,14 +258,17 @@ class RedisMovingWindow:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._limiters: dict[int, MovingWindowRateLimiter] = {}
+        self._limiters: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, MovingWindowRateLimiter
+        ] = weakref.WeakKeyDictionary()
 
     def _limiter(self) -> MovingWindowRateLimiter:
-        loop = id(asyncio.get_running_loop())
-        if loop not in self._limiters:
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
             storage = AsyncRedisStorage(f"async+{self.uri}", implementation="redispy")
-            self._limiters = {loop: MovingWindowRateLimiter(storage)}
-        return self._limiters[loop]
+            limiter = self._limiters[loop] = MovingWindowRateLimiter(storage)
+        return limiter
 
     async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> Verdict:
         limiter = self._limiter()
@@ -294,7 +314,7 @@ class RateLimits:
         if self.configured == "memory":
             self.primary = self.fallback
         elif strategy == "fixed-window":
-            self.primary = RedisFixedWindow(uri)
+            self.primary = RedisFixedWindow(uri, settings.rate_limit_storage_timeout_seconds)
         else:
             self.primary = RedisMovingWindow(uri)
         self._retry_at: float | None = None  # set while the storage is failing
@@ -327,11 +347,16 @@ class RateLimits:
         return verdict
 
     def _failed(self) -> None:
+        """One failure per retry period moves the back-off on: the waiters of one failed
+        pipeline (or of one retry) all land here, and count as one."""
+        now = time.monotonic()
         if self._retry_at is None:
             log.warning("rate limit storage unreachable: counting limits in memory")
+        elif now < self._retry_at:
+            return  # this period's failure was already counted
         else:
             self._backoff = min(self._backoff * 2, self.RETRY_MAX_SECONDS)
-        self._retry_at = time.monotonic() + self._backoff
+        self._retry_at = now + self._backoff
 
 
 class AuthFailureLimit:

@@ -119,7 +119,7 @@ class HotCache:
         self._entries: LRUCache[str, _Entry] = LRUCache(
             maxsize=max_bytes, getsizeof=lambda entry: len(entry.rendered.body) + 256
         )
-        self._largest = max_bytes // 16
+        self.max_bytes, self.largest = max_bytes, max_bytes // 16
         self._rendering: dict[str, asyncio.Task[Rendered]] = {}  # misses being rendered
         self._refreshing: dict[str, asyncio.Task[Rendered]] = {}  # stale entries, behind
         self._generation = 0  # bumped by invalidate: a render begun before it is not kept
@@ -169,7 +169,7 @@ class HotCache:
             try:
                 rendered = await run_in_threadpool(lambda: Rendered.of(render()))
                 now = self._clock()
-                if len(rendered.body) <= self._largest and generation == self._generation:
+                if len(rendered.body) <= self.largest and generation == self._generation:
                     self._entries[key] = _Entry(rendered, now, now + self.ttl)
                 return rendered
             finally:

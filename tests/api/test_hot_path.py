@@ -4,6 +4,7 @@ everything it must not answer left to FastAPI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -15,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from api.hot_path import Bounded, HotPath
 from api.main import create_app
 from api.state import AppState
 from tests.api.helpers import KEY, OTHER_KEY, api_settings, problem
@@ -170,7 +172,7 @@ def test_the_served_access_log_has_one_json_line_per_request(
     environment = {"LOG_LEVEL": "INFO", "API_KEY": KEY, "CACHE_TTL_SECONDS": "60"}
     with launched_api(api_database, log, **environment) as base:
         keyed = {"X-API-Key": KEY}
-        for request_id in ("first", "second"):  # FastAPI's answer, then the hot path's
+        for request_id in ("first", "second", KEY):  # FastAPI's answer, then the hot path's
             answer = httpx.get(
                 f"{base}/api/crypto/metrics", headers={**keyed, "X-Request-ID": request_id}
             )
@@ -183,11 +185,60 @@ def test_the_served_access_log_has_one_json_line_per_request(
         if line["name"] == "api.access" and line["path"].startswith("/api/crypto/")
     ]
     other = next(line for line in lines if line["name"] != "api.access")
-    assert [list(line)[:6] for line in access] == [list(other)[:6]] * 3
+    assert [list(line)[:6] for line in access] == [list(other)[:6]] * 4
     assert [(a["request_id"], a["route"], a["status"]) for a in access[:2]] == [
         ("first", "/api/crypto/metrics", 200),
         ("second", "/api/crypto/metrics", 200),
     ]
-    assert access[2]["path"] == "/api/crypto/symbol/***" and KEY not in log.read_text()
+    assert access[2]["request_id"] == "***"  # a key sent as a request id
+    assert access[3]["path"] == "/api/crypto/symbol/***" and KEY not in log.read_text()
     assert access[1]["key"] == access[0]["key"] and len(access[0]["key"]) == 12
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}", access[1]["timestamp"])
+
+
+def hot_path_of(client: TestClient) -> HotPath:
+    """The app's HotPath layer (built when the client started the app)."""
+    layer = client.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(layer, HotPath):
+        layer = layer.app
+    return layer
+
+
+def test_bounded_keeps_its_budget_and_forgets_the_oldest() -> None:
+    sizes: Bounded[str, bytes] = Bounded(100, len)
+    for name in "abcdef":
+        sizes.put(name, b"x" * 30)
+    assert list(sizes) == ["d", "e", "f"] and sizes.total == 90
+    sizes.put("e", b"x" * 80)  # replacing counts the new size only
+    assert list(sizes) == ["e"] and sizes.total == 80
+
+
+def test_answers_kept_for_the_fast_path_stay_within_the_cache_budget(api_database: str) -> None:
+    with cached_client(api_database, cache_max_mb=2) as client:
+        for day in range(40):  # 40 distinct pages of ~60 KB (2.4 MB), each asked twice
+            start = 1_514_764_800_000 + day * 86_400_000  # 2018-01-01 on, a day apart
+            path = f"/api/crypto/candles/bitcoin?interval=1d&limit=300&start={start}"
+            for _ in range(2):
+                assert client.get(path, headers={"Accept-Encoding": "identity"}).status_code == 200
+        built = hot_path_of(client)._built  # noqa: SLF001 - the bound under test
+        assert 1 << 20 < built.total <= 2 << 20
+        assert served_fast(client, "/api/crypto/candles/{symbol}") == 40
+
+
+@pytest.mark.parametrize("path", ["/api/crypto/latest", "/api/crypto/runs"])
+def test_two_host_lines_are_refused_whichever_comes_first(
+    hot_client: TestClient, path: str
+) -> None:
+    assert hot_client.get(path).status_code == 200  # remembered, cached
+    for hosts in (["testserver", "evil.example"], ["evil.example", "testserver"]):
+        answer = hot_client.get(path, headers=[("Host", h) for h in hosts])
+        assert answer.status_code == 400 and problem(answer)["code"] == "invalid_host"
+
+
+def test_an_empty_key_is_a_missing_key_on_both_paths(api_database: str) -> None:
+    empty_digest = "sha256:" + hashlib.sha256(b"").hexdigest()
+    with cached_client(api_database, api_keys=f"{KEY},{empty_digest}") as client:
+        assert client.get("/api/crypto/metrics").status_code == 200  # remembered, cached
+        for _ in range(2):
+            answer = client.get("/api/crypto/metrics", headers={"X-API-Key": ""})
+            assert answer.status_code == 401 and problem(answer)["code"] == "missing_api_key"

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from limits import parse
 
 from api.main import create_app
-from api.rate_limit import storage_uri
+from api.rate_limit import RateLimits, storage_uri
 from tests.api.helpers import OTHER_KEY, api_settings, limited_client, problem
 from tests.databases import REDIS_URL, require_redis
 
@@ -249,3 +250,44 @@ def test_a_redis_that_forgot_the_script_gets_it_again(api_database: str) -> None
         answer = client.get("/api/crypto/runs")
         assert answer.status_code == 200 and answer.headers["X-RateLimit-Remaining"] == "1"
         assert client.get("/health").json()["rate_limits"]["in_use"] == "redis"
+
+
+def test_one_failed_batch_moves_the_redis_retry_on_once(api_database: str) -> None:
+    """Ten hits in one pipeline to a Redis that refuses: one failure, retried in 1 s (not
+    ten failures doubling the wait to 32 s)."""
+    limits = RateLimits(api_settings(api_database, rate_limit_storage_uri="redis://127.0.0.1:1/0"))
+    item = parse("5/minute")
+
+    async def burst() -> list[bool]:
+        verdicts = await asyncio.gather(
+            *(limits.hit(item, "p", f"k{i}", "data") for i in range(10))
+        )
+        return [v.allowed for v in verdicts]
+
+    assert asyncio.run(burst()) == [True] * 10  # counted in memory meanwhile
+    assert limits.state()["in_use"] == "memory"
+    assert limits._retry_at is not None  # noqa: SLF001 - the schedule under test
+    assert limits._retry_at - time.monotonic() <= 1.0  # noqa: SLF001
+
+
+@pytest.mark.parametrize("api_database", ["sqlite"], indirect=True)
+def test_a_hit_left_behind_by_an_ended_event_loop_does_not_stall_the_next(
+    api_database: str,
+) -> None:
+    require_redis()
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    limits = RateLimits(
+        api_settings(api_database, rate_limit_storage_uri=REDIS_URL, rate_limit_key_prefix=prefix)
+    )
+    item = parse("5/minute")
+
+    async def abandoned() -> None:  # the loop ends before its pipeline is sent
+        asyncio.ensure_future(limits.hit(item, prefix, "a", "data"))
+
+    async def next_loop() -> int:
+        verdict = await asyncio.wait_for(limits.hit(item, prefix, "b", "data"), 3)
+        return verdict.remaining
+
+    asyncio.run(abandoned())
+    assert asyncio.run(next_loop()) == 4
+    assert limits.state()["in_use"] == "redis"
