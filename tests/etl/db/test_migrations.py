@@ -15,6 +15,7 @@ from sqlalchemy import Engine, inspect
 from etl.core.settings import get_settings
 from etl.db.engine import create_db_engine, current_revision, head_revision, migrate
 from etl.db.models import Base
+from etl.db.upgrade import script_head
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -45,5 +46,22 @@ def test_alembic_command_line_creates_the_schema(database_url: str) -> None:
             inspect(engine).get_table_names()
         )
         assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_the_cheap_schema_readings_agree_with_alembic(database_url: str) -> None:
+    """`head_revision` and `current_revision` read the scripts and the version table without
+    Alembic (start-up); they must say what Alembic says, before and after a migration."""
+    assert head_revision() == script_head() is not None
+    engine = create_db_engine(get_settings(database_url=database_url))
+    try:
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() is None
+        assert current_revision(engine) is None
+        assert migrate(engine) == script_head()
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == script_head()
+        assert current_revision(engine) == script_head()
     finally:
         engine.dispose()
