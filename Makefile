@@ -70,6 +70,7 @@ bench: install
 	$(PY) bench/api_load.py
 	$(PY) bench/stream_load.py
 	$(PY) bench/dashboard_load.py
+	$(PY) bench/startup.py
 
 clean:
 	rm -rf $(VENV) data/crypto.db data/crypto.db-* .pytest_cache .mypy_cache .ruff_cache
