@@ -1,6 +1,6 @@
 """Start-up benchmark: process start to exit of the pipeline's cheap runs (issue 14).
 
-    python bench/startup.py [--runs 20] [--database sqlite|postgres|both] [--code PATH]
+    python bench/startup.py [--runs 20] [--database sqlite|postgres|both] [--before PATH]
 
 Each round runs, one after another (so the machine's moods hit every command alike):
 - `python -c pass`: the interpreter's own start, the floor;
@@ -11,8 +11,9 @@ Each round runs, one after another (so the machine's moods hit every command ali
   test server), or both.
 
 Reports the median and the fastest of `--runs` rounds, in seconds and as ratios to the two
-floors, and writes bench/out/startup.json. `--code PATH` times another checkout's
-`etl.pipeline` (e.g. the commit before, unpacked by `git archive`) with this interpreter.
+floors, and writes bench/out/startup.json. `--before PATH` adds another checkout's
+`etl.pipeline` commands to the same rounds, on the same databases, with this interpreter
+(e.g. the commit before: `git archive COMMIT | tar -x -C PATH`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ FLOORS = {
 }
 
 
+Command = tuple[list[str], Path]  # argv, and the checkout it runs in
+
+
 def run(command: list[str], code: Path) -> float:
     started = time.perf_counter()
     done = subprocess.run(
@@ -63,24 +67,28 @@ def database(kind: str, folder: Path) -> Iterator[str]:
         yield url.render_as_string(hide_password=False)
 
 
-def measure(runs: int, kinds: list[str], code: Path, folder: Path) -> dict[str, Any]:
+def measure(runs: int, kinds: list[str], before: Path | None, folder: Path) -> dict[str, Any]:
     data = str(ROOT / "data" / "raw")
-    commands: dict[str, list[str]] = {**FLOORS, "etl.pipeline --help": [*PIPELINE, "--help"]}
+    codes = {"": ROOT} | ({"before: ": before} if before else {})
+    commands: dict[str, Command] = {name: (argv, ROOT) for name, argv in FLOORS.items()}
+    for label, code in codes.items():
+        commands[f"{label}etl.pipeline --help"] = ([*PIPELINE, "--help"], code)
     with ExitStack() as stack:
         for kind in kinds:
             url = stack.enter_context(database(kind, folder))
             no_live = [*PIPELINE, "--csv", data, "--database-url", url, "--no-live"]
-            run(no_live, code)  # migrate and load: the timed runs find nothing new
-            commands[f"etl.pipeline --no-live, up-to-date {kind}"] = no_live
-        for command in commands.values():  # warm the page cache and the bytecode
-            run(command, code)
+            run(no_live, ROOT)  # migrate and load: the timed runs find nothing new
+            for label, code in codes.items():
+                commands[f"{label}etl.pipeline --no-live, up-to-date {kind}"] = (no_live, code)
+        for argv, code in commands.values():  # warm the page cache and the bytecode
+            run(argv, code)
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(runs):
-            for name, command in commands.items():
-                samples[name].append(run(command, code))
+            for name, (argv, code) in commands.items():
+                samples[name].append(run(argv, code))
     return {
         "runs": runs,
-        "code": str(code),
+        "before": str(before) if before else None,
         "figures": {
             name: {"median_s": statistics.median(values), "min_s": min(values)}
             for name, values in samples.items()
@@ -93,14 +101,18 @@ def report(result: dict[str, Any]) -> None:
     figures = result["figures"]
     bare = figures["python -c pass"]["median_s"]
     sqlalchemy = figures["python -c 'import sqlalchemy'"]["median_s"]
-    print(f"{result['runs']} runs each ({result['code']}); median / fastest, ratios of medians")
-    print(f"  {'command':48} {'median':>8} {'fastest':>8} {'x pass':>7} {'x sqla':>7}")
+    print(f"{result['runs']} runs each; median / fastest, and the medians' ratios to the floors")
+    print(f"  {'command':56} {'median':>8} {'fastest':>8} {'x pass':>7} {'x sqla':>7}")
     for name, f in figures.items():
         print(
-            f"  {name:48} {f['median_s']:7.3f}s {f['min_s']:7.3f}s "
+            f"  {name:56} {f['median_s']:7.3f}s {f['min_s']:7.3f}s "
             f"{f['median_s'] / bare:7.1f} {f['median_s'] / sqlalchemy:7.2f}"
         )
-    slow = [n for n, f in figures.items() if "--no-live" in n and f["median_s"] >= 1.0]
+    slow = [
+        n
+        for n, f in figures.items()
+        if "--no-live" in n and not n.startswith("before") and f["median_s"] >= 1.0
+    ]
     verdict = "NOT met" if slow else "met"
     print(f"  issue 14: --no-live on an up-to-date database under 1.0 s: {verdict}")
 
@@ -109,11 +121,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="timed rounds")
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose pipeline runs")
+    parser.add_argument("--before", type=Path, help="another checkout, timed in the same rounds")
     args = parser.parse_args()
     kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
     with tempfile.TemporaryDirectory(prefix="startup-bench-") as tmp:
-        result = measure(args.runs, kinds, args.code.resolve(), Path(tmp))
+        before = args.before.resolve() if args.before else None
+        result = measure(args.runs, kinds, before, Path(tmp))
     report(result)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
