@@ -99,10 +99,10 @@ VERSION_TABLE = "alembic_version"
 def head_revision() -> str | None:
     """The newest migration: the one revision that no script names as its `down_revision`.
 
-    Read from the scripts' literal assignments, without importing Alembic (a third of a
-    second of start-up); anything this reading cannot settle (no single head, a revision
-    that is not a literal) is left to Alembic's own `ScriptDirectory`. A test holds the two
-    readings equal."""
+    Read from the scripts' literal assignments, without importing Alembic (0.1 s of
+    start-up on a quiet machine, with its Mako and Pygments); anything this reading cannot
+    settle (no single head, a revision that is not a literal) is left to Alembic's own
+    `ScriptDirectory`. A test holds the two readings equal."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for script in (MIGRATIONS_DIR / "versions").glob("*.py"):
