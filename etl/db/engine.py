@@ -13,9 +13,10 @@ import ast
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -103,27 +104,43 @@ def head_revision() -> str | None:
     start-up on a quiet machine, with its Mako and Pygments); anything this reading cannot
     settle (no single head, a revision that is not a literal) is left to Alembic's own
     `ScriptDirectory`. A test holds the two readings equal."""
+    head = declared_head(MIGRATIONS_DIR / "versions")
+    if head is UNSETTLED:
+        from etl.db.upgrade import script_head  # Alembic: only when this reading cannot say
+
+        return script_head()
+    return head
+
+
+class _Unsettled(Enum):
+    UNSETTLED = "unsettled"
+
+
+UNSETTLED = _Unsettled.UNSETTLED
+
+
+def declared_head(versions: Path) -> str | Literal[_Unsettled.UNSETTLED]:
+    """The one revision of the scripts in `versions` that no script names as its parent,
+    from their literal `revision` and `down_revision`; `UNSETTLED` when that is not one
+    revision or a value is not a literal."""
     revisions: set[str] = set()
     parents: set[str] = set()
-    for script in (MIGRATIONS_DIR / "versions").glob("*.py"):
+    for script in versions.glob("*.py"):
         if script.name == "__init__.py":
             continue
         declared = _declared(script)
-        revision, down = declared.get("revision"), declared.get("down_revision", _UNREADABLE)
+        revision, down = declared.get("revision"), declared.get("down_revision", UNSETTLED)
         if not isinstance(revision, str):
-            return _alembic_head()
+            return UNSETTLED
         revisions.add(revision)
         if isinstance(down, str):
             parents.add(down)
         elif isinstance(down, tuple) and all(isinstance(p, str) for p in down):  # a merge
             parents.update(down)
         elif down is not None:
-            return _alembic_head()
+            return UNSETTLED
     heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else _alembic_head()
-
-
-_UNREADABLE = object()
+    return heads.pop() if len(heads) == 1 else UNSETTLED
 
 
 def _declared(script: Path) -> dict[str, object]:
@@ -137,17 +154,11 @@ def _declared(script: Path) -> dict[str, object]:
         else:
             continue
         try:
-            value = ast.literal_eval(node.value) if node.value is not None else _UNREADABLE
+            value = ast.literal_eval(node.value) if node.value is not None else UNSETTLED
         except ValueError:
-            value = _UNREADABLE
+            value = UNSETTLED
         found.update(dict.fromkeys(names, value))
     return found
-
-
-def _alembic_head() -> str | None:
-    from etl.db.upgrade import script_head  # Alembic: only when the cheap reading cannot say
-
-    return script_head()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -13,7 +13,14 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from etl.core.settings import get_settings
-from etl.db.engine import create_db_engine, current_revision, head_revision, migrate
+from etl.db.engine import (
+    UNSETTLED,
+    create_db_engine,
+    current_revision,
+    declared_head,
+    head_revision,
+    migrate,
+)
 from etl.db.models import Base
 from etl.db.upgrade import script_head
 
@@ -65,3 +72,45 @@ def test_the_cheap_schema_readings_agree_with_alembic(database_url: str) -> None
         assert current_revision(engine) == script_head()
     finally:
         engine.dispose()
+
+
+def scripts(folder: Path, *bodies: str) -> Path:
+    folder.mkdir()
+    for number, body in enumerate(bodies):
+        (folder / f"{number:04d}_step.py").write_text(f'"""A step."""\n{body}\n')
+    return folder
+
+
+def test_the_declared_head_is_the_revision_no_script_names_as_its_parent(
+    tmp_path: Path,
+) -> None:
+    linear = scripts(
+        tmp_path / "linear",
+        'revision = "a"\ndown_revision = None',
+        'revision: str = "b"\ndown_revision: str | None = "a"',  # Alembic's newer template
+        'revision = "c"\ndown_revision = "b"',
+    )
+    assert declared_head(linear) == "c"
+    merged = scripts(
+        tmp_path / "merged",
+        'revision = "a"\ndown_revision = None',
+        'revision = "b1"\ndown_revision = "a"',
+        'revision = "b2"\ndown_revision = "a"',
+        'revision = "m"\ndown_revision = ("b1", "b2")',
+    )
+    assert declared_head(merged) == "m"
+
+
+def test_what_the_scripts_do_not_settle_is_left_to_alembic(tmp_path: Path) -> None:
+    two_heads = scripts(
+        tmp_path / "two",
+        'revision = "a"\ndown_revision = None',
+        'revision = "b1"\ndown_revision = "a"',
+        'revision = "b2"\ndown_revision = "a"',
+    )
+    computed = scripts(
+        tmp_path / "computed", 'revision = "a"\ndown_revision = None', 'revision = "b" + "x"'
+    )
+    assert declared_head(two_heads) is UNSETTLED
+    assert declared_head(computed) is UNSETTLED
+    assert declared_head(scripts(tmp_path / "none")) is UNSETTLED
