@@ -65,9 +65,12 @@ rehearse: install
 
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(PY) bench/etl_load.py
 	$(PY) bench/api_load.py
 	$(PY) bench/stream_load.py
+	$(PY) bench/dashboard_load.py
+	$(PY) bench/startup.py
 
 clean:
 	rm -rf $(VENV) data/crypto.db data/crypto.db-* .pytest_cache .mypy_cache .ruff_cache

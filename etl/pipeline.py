@@ -34,11 +34,8 @@ from etl.core.log import configure_logging, correlation, secrets_of
 from etl.core.settings import Settings, ccxt_venues, get_settings
 from etl.db.engine import create_db_engine, migrate, write_transaction
 from etl.load.ledger import finish_run, insert_quality, start_run, upsert_metric
-from etl.read.series import latest_spread, series_profile, series_window
 from etl.sources.base import RunContext, Source, SourceResult
 from etl.sources.csv_files import CsvSource
-from etl.sources.gemini import GeminiSource
-from etl.transform.metrics import series_metrics
 from etl.transform.quality import quality_report
 
 log = logging.getLogger("etl.pipeline")
@@ -73,6 +70,11 @@ def overall_status(results: Sequence[SourceResult]) -> str:
 
 def refresh_derived(ctx: RunContext, results: Sequence[SourceResult]) -> None:
     """Metrics and quality reports for every series this run loaded into."""
+    if not any(result.series for result in results):
+        return  # nothing loaded: the metrics' pandas is not even imported
+    from etl.read.series import latest_spread, series_profile, series_window
+    from etl.transform.metrics import series_metrics
+
     with write_transaction(ctx.engine) as conn:
         for result in results:
             for key, stats in result.series.items():
@@ -171,13 +173,16 @@ def run_pipeline(
 
 def live_sources(settings: Settings) -> list[Source]:
     """The venues of `EXCHANGES`: Gemini's own source, then one ccxt source per other venue."""
+    # Imported here, by the runs that poll venues: the live stack (requests, the breakers'
+    # Redis client, rate limiters, pandas; ccxt, the ETL image's dependency, which the API
+    # image, importing this module too, never loads) is no cost to `--no-live` or `--help`.
     sources: list[Source] = []
     if "gemini" in settings.exchanges:
+        from etl.sources.gemini import GeminiSource
+
         sources.append(GeminiSource())
     venues = ccxt_venues(settings)
     if venues:
-        # ccxt is the ETL image's dependency (like Prefect): the API image, which imports
-        # this module too, never loads it
         from etl.sources.ccxt_venues import VenueSource
 
         sources.extend(VenueSource(venue) for venue in venues)

@@ -1,11 +1,9 @@
-"""Bar intervals: names, durations, and inference from a file's timestamps or name."""
+"""Bar intervals: names, durations, and inference from a file's name (from its timestamps:
+`etl.transform.bar_interval`)."""
 
 from __future__ import annotations
 
 import re
-
-import numpy as np
-import numpy.typing as npt
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -67,18 +65,6 @@ def interval_from_ms(step_ms: int) -> str | None:
 
 def interval_ms(name: str) -> int:
     return INTERVAL_MS[name]
-
-
-def infer_interval(open_times_ms: npt.NDArray[np.int64]) -> str | None:
-    """The most common step between distinct sorted timestamps, if it is a known interval.
-
-    Missing bars make some steps larger, never smaller, so the mode survives gaps.
-    """
-    times = np.unique(open_times_ms)
-    if times.size < 2:
-        return None
-    steps, counts = np.unique(np.diff(times), return_counts=True)
-    return _BY_MS.get(int(steps[np.argmax(counts)]))
 
 
 def interval_from_name(stem: str) -> str | None:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from etl.core.assets import AssetRef
 from etl.core.errors import LoadError
 from etl.db.engine import is_sqlite, write_transaction
-from etl.db.models import Asset, RejectedRow, SourceBatch, Ticker
+from etl.db.models import Asset, RejectedRow, Ticker
 from etl.load.postgres_writer import PostgresCandleWriter
 from etl.load.protocol import CandleWriter, LoadCounts
 from etl.load.sqlite_writer import SqliteCandleWriter
@@ -82,11 +82,6 @@ def load_transaction(engine: Engine, label: str) -> Iterator[Connection]:
             yield conn
     except SQLAlchemyError as exc:
         raise LoadError(f"{label}: load rolled back: {exc}") from exc
-
-
-def batch_already_loaded(conn: Connection, sha256: str) -> bool:
-    query = select(func.count()).where(SourceBatch.content_sha256 == sha256)
-    return bool(conn.execute(query).scalar())
 
 
 def insert_rejected(conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -19,25 +19,26 @@ from tqdm import tqdm
 
 from etl.core.assets import AssetRef, AssetRegistry
 from etl.core.errors import AssetTextError, EtlError, FileExtractError
-from etl.core.intervals import INTERVAL_MS, infer_interval, interval_from_name
+from etl.core.intervals import INTERVAL_MS, interval_from_name
 from etl.core.series import OHLC, SeriesStats
 from etl.db.engine import is_sqlite
 from etl.db.models import SourceBatch
 from etl.extract.csv_formats import CsvFormat, Layout
-from etl.extract.csv_guard import check_regular
 from etl.extract.csv_reader import Chunk, iter_chunks, sniff
-from etl.extract.csv_scan import FileScan, file_sha256, scan_file
+from etl.extract.csv_scan import FileScan, scan_file
 from etl.extract.zip_members import CsvInput, input_path
 from etl.load.price_points import PricePointWriter
 from etl.load.writer import (
     CandleWriter,
-    batch_already_loaded,
     ensure_asset,
     load_transaction,
     open_candle_writer,
 )
+from etl.read.batches import batch_already_loaded
 from etl.sources.base import RunContext, SourceResult
+from etl.sources.csv_file_check import record_skipped
 from etl.sources.csv_quarantine import Quarantine
+from etl.transform.bar_interval import infer_interval
 from etl.transform.no_trade import NoTradeRuns, Run, no_trade_mask
 from etl.transform.price_points import validate_price_points
 from etl.transform.validate import ASSET_SHIFT, SeenKeys, validate_candles
@@ -78,35 +79,28 @@ def file_symbol(
 
 
 def load_file(
-    ctx: RunContext, source: CsvInput, result: SourceResult, options: LoadOptions
+    ctx: RunContext,
+    source: CsvInput,
+    result: SourceResult,
+    options: LoadOptions,
+    *,
+    sha256: str,
+    started: float,
 ) -> None:
-    """Load one file, or one member of a zip (whose archive the caller checked)."""
-    started = time.perf_counter()
+    """Load one file, or one member of a zip, whose content `sha256` was found new
+    (`etl.sources.csv_file_check.new_content`, timed from `started`)."""
     path = input_path(source)
-    if isinstance(source, Path):
-        check_regular(source, options.roots)
-    limit = ctx.settings.csv_max_line_bytes
-    sha256 = file_sha256(source)  # an unchanged file costs this one fast pass, nothing more
-    with ctx.engine.connect() as conn:
-        if batch_already_loaded(conn, sha256):
-            _skipped(result, path, sha256)
-            log.info("csv file unchanged, skipped", extra={"file": str(path)})
-            return
-    scan = scan_file(source, limit, sha256=sha256)
-    fmt, layout = sniff(source, limit)
+    scan = scan_file(source, ctx.settings.csv_max_line_bytes, sha256=sha256)
+    fmt, layout = sniff(source, ctx.settings.csv_max_line_bytes)
     with load_transaction(ctx.engine, str(path)) as conn:
         if batch_already_loaded(conn, scan.sha256):  # another run loaded it while we waited
-            _skipped(result, path, scan.sha256)
+            record_skipped(result, path, scan.sha256)
             return
         file = FileInput(source, path, fmt, layout, scan)
         detail = FileLoad(ctx, conn, file, options).run(result)
     detail["duration_s"] = round(time.perf_counter() - started, 3)
     result.details.append(detail)
     log.info("csv file loaded", extra=detail)
-
-
-def _skipped(result: SourceResult, path: Path, sha: str) -> None:
-    result.details.append({"file": str(path), "status": "skipped", "sha256": sha})
 
 
 class AssetMapper:

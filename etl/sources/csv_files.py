@@ -1,10 +1,11 @@
 """The historical source: CSV files (a file or a folder, `*.csv`, and the CSVs inside
 `*.zip` archives, read without unpacking), one atomic batch each.
 
-Per file (see `etl.sources.csv_file_load`): check it is a regular file we may read, hash
-it and skip it when that hash was already loaded; otherwise, in one write transaction
-(locked, see `etl.db.engine.write_transaction`), stream its chunks through validation and
-the upsert, quarantine the rejected rows with their raw text, and record the batch.
+Per file: check it is a regular file we may read, hash it and skip it when that hash was
+already loaded (`etl.sources.csv_file_check`); otherwise (`etl.sources.csv_file_load`), in
+one write transaction (locked, see `etl.db.engine.write_transaction`), stream its chunks
+through validation and the upsert, quarantine the rejected rows with their raw text, and
+record the batch.
 
 Any failure of one file (unreadable, not a regular file, unrecognised, no asset, a bug in
 a parser) fails that file alone with a one-line reason, and the source is `partial`. Only
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,9 +26,9 @@ from etl.core.errors import LoadError
 from etl.extract.csv_guard import check_regular, is_below, one_line, resolved, shown
 from etl.extract.zip_members import CsvInput, ZipLimits, input_path, is_zip, zip_members
 from etl.sources.base import RunContext, SourceResult
-from etl.sources.csv_file_load import LoadOptions, file_symbol, load_file
+from etl.sources.csv_file_check import new_content
 
-__all__ = ["OUTSIDE_ROOTS", "ChunkHook", "CsvSource", "csv_inputs", "discover", "file_symbol"]
+__all__ = ["OUTSIDE_ROOTS", "ChunkHook", "CsvSource", "csv_inputs", "discover"]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,6 @@ class CsvSource:
         return [p for p in self.paths if not is_below(p, self.allowed_roots)]
 
     def _run_file(self, ctx: RunContext, path: Path, result: SourceResult) -> None:
-        options = LoadOptions(self.default_symbol, self.on_chunk, self.roots)
         try:
             settings = ctx.settings
             limits = ZipLimits(settings.csv_zip_max_members, settings.csv_zip_max_member_bytes)
@@ -118,11 +119,23 @@ class CsvSource:
             return
         for source in inputs:  # each member of a zip is its own batch, and fails alone
             try:
-                load_file(ctx, source, result, options)
+                self._run_input(ctx, source, result)
             except (LoadError, SQLAlchemyError):
                 raise  # the database: the file was rolled back and the run fails
             except Exception as exc:  # noqa: BLE001 - one bad file must never stop a run
                 self._fail(result, input_path(source), one_line(exc))
+
+    def _run_input(self, ctx: RunContext, source: CsvInput, result: SourceResult) -> None:
+        started = time.perf_counter()
+        sha256 = new_content(ctx, source, result, self.roots)
+        if sha256 is None:
+            return
+        # The loading machinery (pandas, parsers, writers) is imported by the first file
+        # that has something to load: a run with nothing new never pays for it.
+        from etl.sources.csv_file_load import LoadOptions, load_file
+
+        options = LoadOptions(self.default_symbol, self.on_chunk, self.roots)
+        load_file(ctx, source, result, options, sha256=sha256, started=started)
 
     @staticmethod
     def _fail(result: SourceResult, path: Path, error: str) -> None:

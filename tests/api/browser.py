@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,17 +20,34 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 WIDTHS = {"phone": 375, "desktop": 1440}
 
 
+def chromium_path() -> str | None:
+    """The Chromium executable to drive, or None when it is not installed."""
+    return CHROMIUM if Path(CHROMIUM).exists() or shutil.which(CHROMIUM) else None
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Browser]:
+    """A headless Chromium for as long as the block runs (the tests' and the benchmark's)."""
+    executable = chromium_path()
+    if executable is None:
+        raise FileNotFoundError(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def chromium() -> Iterator[Browser]:
     """One browser for a test module; a skip (a failure in CI) without Chromium."""
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+    if chromium_path() is None:
         reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 class Console:

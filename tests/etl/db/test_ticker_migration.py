@@ -9,7 +9,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from etl.core.settings import Settings
-from etl.db.engine import alembic_config, create_db_engine, current_revision, head_revision
+from etl.db.engine import create_db_engine, current_revision, head_revision
+from etl.db.upgrade import alembic_config
 
 ROW = (
     "INSERT INTO ticker (id, asset_id, source, observed_at, last, run_id) "
