@@ -24,20 +24,22 @@ def test_sigterm_stops_an_offline_worker_cleanly(tmp_path: Path) -> None:
         STREAM_MAX_BACKOFF_SECONDS="0.5",
         LOG_JSON="false",
     )
-    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "etl.stream"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path / "stream.log"
+    with log_path.open("wb") as sink:
+        process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "etl.stream"], cwd=ROOT, env=env, stdout=sink, stderr=sink
+        )
     try:
-        time.sleep(3.0)  # migrate, then several refused attempts
+        # migrated, its signal handlers installed, retrying: then a few more refusals
+        deadline = time.monotonic() + 60
+        while "stream reconnecting" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=10)
+        process.wait(timeout=10)
     finally:
         process.kill()
-    log = output.decode()
+    log = log_path.read_text()
     assert process.returncode == 0, log
     assert "Traceback" not in log
     # The cap (0.5 s) is below the first step: one warning however many attempts.
