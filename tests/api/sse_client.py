@@ -76,11 +76,12 @@ class Stream:
 
 @contextmanager
 def opened(
-    base: str, query: str = "", *, headers: dict[str, str] | None = None
+    base: str, query: str = "", *, headers: dict[str, str] | None = None, read: float = 5.0
 ) -> Iterator[Stream]:
-    """A stream of `base`, keyed unless `headers` says otherwise; the response must be 200."""
+    """A stream of `base`, keyed unless `headers` says otherwise; the response must be 200.
+    `read`: the longest silence between lines (heartbeats come every 15 s)."""
     sent = {"X-API-Key": KEY} if headers is None else headers
-    timeout = httpx.Timeout(5.0, read=5.0)
+    timeout = httpx.Timeout(5.0, read=read)
     with (
         httpx.Client(timeout=timeout) as client,
         client.stream("GET", f"{base}/api/crypto/stream{query}", headers=sent) as response,

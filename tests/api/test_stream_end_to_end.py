@@ -128,7 +128,8 @@ def test_a_live_trade_and_bar_travel_from_the_exchange_to_clients(
         with (
             served_in_thread(ws),
             launched_api(api_database, tmp_path / "api.log", **api_env) as base,
-            opened(base, "?symbols=BTC") as client,
+            # a loaded machine may start the worker slowly: the deadline is events_until's
+            opened(base, "?symbols=BTC", read=20.0) as client,
         ):
             if mode == "redis":
                 wait_for_subscriber(redis_url, channel)
