@@ -18,6 +18,7 @@ from sqlalchemy import Connection, text
 
 from etl.load.pgcopy import Field, payload
 from etl.load.protocol import CANDLE_COLUMNS, VALUE_COLUMNS, BatchTarget, LoadCounts
+from etl.load.series_stats import SeriesStatsTracker
 
 _STAGE_KEY = (
     "c.asset_id = s.asset_id AND c.source = :source AND c.interval = :interval "
@@ -65,6 +66,9 @@ class PostgresCandleWriter(BatchTarget):
         # connection waits for it first (`wait`).
         self._pending: Future[None] | None = None
         self._copier: ThreadPoolExecutor | None = None
+        self.stats = SeriesStatsTracker(
+            conn, source=source, interval=interval, before_read=self.wait
+        )
 
     def wait(self) -> None:
         """Block until the COPY in flight (if any) is done; raises its error."""
@@ -87,6 +91,7 @@ class PostgresCandleWriter(BatchTarget):
         if frame.empty:
             return
         self.counts.staged += len(frame)
+        self.stats.before_write(frame)
         fresh = self._outside_stored_range(frame)
         if fresh.all():
             self._copy(frame, "candle", CANDLE_COLUMNS, full=True)
@@ -168,6 +173,7 @@ class PostgresCandleWriter(BatchTarget):
             inserted = self.conn.execute(text(PG_INSERT_STAGED), self.params).rowcount
             self.counts.updated += updated
             self.counts.inserted += inserted
+        self.stats.finish()
         return self.counts
 
 
