@@ -127,6 +127,7 @@ class SeriesStatsTracker:
     ) -> None:
         series = self._series.get(asset_id)
         if series is None:
+            self._before_read()
             row = stored_stats(self.conn, (asset_id, self.source, self.interval))
             series = self._series[asset_id] = _Series(
                 None if row is None else (row.first_open, row.last_open)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from etl.core.intervals import interval_ms
@@ -23,16 +25,22 @@ def _series_filter(key: SeriesKey) -> tuple[ColumnElement[bool], ...]:
     return (Candle.asset_id == asset_id, Candle.source == source, Candle.interval == interval)
 
 
-def series_window(conn: Connection, key: SeriesKey, *, days: int = 31) -> pd.DataFrame:
-    """The newest bars of a series: the last `days` days, and at least `HISTORY_BARS` bars,
-    oldest first, with `open_time` as epoch ms (read raw, not through the datetime type)."""
+def window_query(key: SeriesKey, *, days: int = 31) -> Select[Any]:
+    """The newest bars of a series, newest first: the last `days` days, and at least
+    `HISTORY_BARS` bars (a backward range of the key index, as many rows as it returns)."""
     bars = max(HISTORY_BARS, days * 86_400_000 // interval_ms(key[2]) + 1)
-    query = (
+    return (
         select(RAW_OPEN_TIME.label("open_time"), *_VALUES)
         .where(*_series_filter(key))
         .order_by(RAW_OPEN_TIME.desc())
         .limit(bars)
     )
+
+
+def series_window(conn: Connection, key: SeriesKey, *, days: int = 31) -> pd.DataFrame:
+    """`window_query`'s bars oldest first, with `open_time` as epoch ms (read raw, not
+    through the datetime type)."""
+    query = window_query(key, days=days)
     data = np.array(fetch_tuples(conn, query), dtype=np.float64).reshape(-1, len(_VALUES) + 1)
     columns = ["open_time", *(c.key for c in _VALUES)]
     frame = pd.DataFrame(data[::-1], columns=columns)
