@@ -66,6 +66,7 @@ rehearse: install
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/etl_load.py
+	$(PY) bench/derived_load.py
 	$(PY) bench/api_load.py
 	$(PY) bench/stream_load.py
 

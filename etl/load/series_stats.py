@@ -177,10 +177,16 @@ class SeriesStatsTracker:
         return int(bars), int(zero)
 
     def _neighbour(self, asset_id: int, at: int, *, after: bool) -> int | None:
-        """The stored open time just before (or after) `at` (one index seek)."""
-        query = select(func.max(OPEN)).where(*self._filter(asset_id), at > OPEN)
-        if after:
-            query = select(func.min(OPEN)).where(*self._filter(asset_id), at < OPEN)
+        """The stored open time just before (or after) `at`: one index seek, written as
+        ORDER BY ... LIMIT 1 (PostgreSQL planned max() on a freshly loaded, not yet analysed
+        table as a read of the whole series: 1.4 s at 5M rows)."""
+        side = at < OPEN if after else at > OPEN
+        query = (
+            select(OPEN)
+            .where(*self._filter(asset_id), side)
+            .order_by(OPEN if after else OPEN.desc())
+            .limit(1)
+        )
         found = self.conn.execute(query).scalar()
         return None if found is None else int(found)
 
