@@ -72,7 +72,9 @@ def overall_status(results: Sequence[SourceResult]) -> str:
 
 
 def refresh_derived(ctx: RunContext, results: Sequence[SourceResult]) -> None:
-    """Metrics and quality reports for every series this run loaded into."""
+    """Metrics and quality reports for every series this run loaded into: the quality
+    profile from the statistics the loader kept (`series_stats`), the metrics from the
+    newest window; no read of a whole series."""
     with write_transaction(ctx.engine) as conn:
         for result in results:
             for key, stats in result.series.items():
