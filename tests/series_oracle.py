@@ -2,21 +2,24 @@
 tests' (and the benchmark's) oracle: `series_profile` and `_gap_edges` as they were in
 `etl/read/series.py` before `series_stats` (count, min, max and zero-volume bars over the
 whole series, and a window over the whole series when the count does not match the span),
-the old `series_coverage` of `etl/read/prices.py` (min/max/count per series), and the
-truth the stored statistics must equal at every moment (every gap, whatever the count)."""
+the old `series_coverage` of `etl/read/prices.py` (min/max/count per series), the truth
+the stored statistics must equal at every moment (every gap, whatever the count), and the
+check that every test loading bars can make (`assert_stored_equals_full_scan`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, Engine, case, func, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from etl.core.intervals import INTERVAL_MS, interval_ms
-from etl.core.series import SeriesKey, SeriesProfile
+from etl.core.series import SeriesKey, SeriesProfile, SeriesStats
 from etl.db.models import Candle, Metric
+from etl.db.series_stats import stored_stats
+from etl.read import series
 from etl.read.rows import RAW_OPEN_TIME
-from etl.transform.quality import missing_bars
+from etl.transform.quality import missing_bars, quality_report
 
 
 def _series_filter(key: SeriesKey) -> tuple[ColumnElement[bool], ...]:
@@ -109,3 +112,44 @@ def series_coverage(conn: Connection, asset_id: int) -> list[dict[str, Any]]:
                 }
             )
     return sorted(coverage, key=lambda c: (c["source"], INTERVAL_MS[c["interval"]]))
+
+
+RUN_STATS = [SeriesStats(), SeriesStats(rows=10, null_cells=1, required_cells=50)]
+
+
+def stored(conn: Connection, key: SeriesKey) -> dict[str, Any] | None:
+    totals = stored_stats(conn, key)
+    if totals is None:
+        return None
+    gaps = conn.execute(
+        text(
+            "SELECT before_open, after_open FROM series_gap WHERE asset_id = :a AND source = :s "
+            "AND interval = :i ORDER BY before_open"
+        ),
+        {"a": key[0], "s": key[1], "i": key[2]},
+    ).all()
+    return {**vars(totals), "gaps": [(int(a), int(b)) for a, b in gaps]}
+
+
+def assert_stored_equals_full_scan(engine: Engine, source: str | None = None) -> int:
+    """Every series (of `source`, or all): stored statistics == the full scan's, and the
+    quality report from them == the old full-scan report. Returns how many series."""
+    where = "" if source is None else " WHERE source = :s"
+    sql = f"SELECT asset_id, source, interval FROM candle{where} " + (
+        f"UNION SELECT asset_id, source, interval FROM series_stats{where}"
+    )
+    with engine.connect() as conn:
+        keys = [(int(a), s, i) for a, s, i in conn.execute(text(sql), {"s": source}).all()]
+        for key in keys:
+            assert stored(conn, key) == stored_truth(conn, key), key
+            new, old = series.series_profile(conn, key), series_profile(conn, key)
+            assert (new is None) == (old is None), key
+            if new is None or old is None:
+                continue
+            for run in RUN_STATS:
+                assert quality_report(
+                    new, interval=key[2], stats=run, now_ms=1_750_000_000_000
+                ) == (quality_report(old, interval=key[2], stats=run, now_ms=1_750_000_000_000)), (
+                    key
+                )
+    return len(keys)

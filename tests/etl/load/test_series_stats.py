@@ -19,13 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, event, text
 
-from etl.core.series import SeriesKey, SeriesStats
 from etl.core.settings import Settings, get_settings
 from etl.db.engine import alembic_config, create_db_engine, migrate, write_transaction
-from etl.db.series_stats import stored_stats
 from etl.load.writer import open_candle_writer
 from etl.read.series import series_profile, series_window, window_query
-from etl.transform.quality import quality_report
 from tests import series_oracle
 from tests.databases import REAL, postgres_schema
 from tests.helpers import rows_read, run_csv
@@ -37,44 +34,7 @@ NOW = T0 + 400 * MINUTE
 NAN = math.nan
 # (volume, volume_quote): zero-volume means coalesce(volume, volume_quote) = 0
 VOLUMES = [(1.0, NAN), (0.0, NAN), (NAN, 0.0), (NAN, NAN), (NAN, 2.0), (0.0, 5.0), (2.0, 0.0)]
-RUN_STATS = [SeriesStats(), SeriesStats(rows=10, null_cells=1, required_cells=50)]
 _sources = itertools.count()
-
-
-def stored(conn: Connection, key: SeriesKey) -> dict[str, Any] | None:
-    totals = stored_stats(conn, key)
-    if totals is None:
-        return None
-    gaps = conn.execute(
-        text(
-            "SELECT before_open, after_open FROM series_gap WHERE asset_id = :a AND source = :s "
-            "AND interval = :i ORDER BY before_open"
-        ),
-        {"a": key[0], "s": key[1], "i": key[2]},
-    ).all()
-    return {**vars(totals), "gaps": [(int(a), int(b)) for a, b in gaps]}
-
-
-def assert_matches_full_scan(engine: Engine, source: str | None = None) -> int:
-    """Every series (of `source`, or all): stored statistics == the full scan's, and the
-    quality report from them == the old full-scan report. Returns how many series."""
-    where = "" if source is None else " WHERE source = :s"
-    sql = f"SELECT asset_id, source, interval FROM candle{where} " + (
-        f"UNION SELECT asset_id, source, interval FROM series_stats{where}"
-    )
-    with engine.connect() as conn:
-        keys = [(int(a), s, i) for a, s, i in conn.execute(text(sql), {"s": source}).all()]
-        for key in keys:
-            assert stored(conn, key) == series_oracle.stored_truth(conn, key), key
-            new, old = series_profile(conn, key), series_oracle.series_profile(conn, key)
-            assert (new is None) == (old is None), key
-            if new is None or old is None:
-                continue
-            for run in RUN_STATS:
-                assert quality_report(new, interval=key[2], stats=run, now_ms=NOW) == (
-                    quality_report(old, interval=key[2], stats=run, now_ms=NOW)
-                ), key
-    return len(keys)
 
 
 def frame_of(rows: list[tuple[int, int, int]]) -> pd.DataFrame:
@@ -146,7 +106,7 @@ def test_stored_statistics_equal_a_full_scan_after_every_batch(
         chunks = [frame_of(rows[i : i + size]) for i in range(0, len(rows), size)]
         inserted = write_batch(engine, source, chunks)
         assert inserted == candle_count(engine, source) - before
-        assert assert_matches_full_scan(engine, source) >= 1
+        assert series_oracle.assert_stored_equals_full_scan(engine, source) >= 1
 
 
 def test_late_bars_and_a_reload_in_one_batch(engine: Engine) -> None:
@@ -156,7 +116,7 @@ def test_late_bars_and_a_reload_in_one_batch(engine: Engine) -> None:
     first = [(1, T0 + m * MINUTE, 0) for m in (*range(0, 10), *range(20, 30))]
     write_batch(engine, source, [frame_of(first)])
     with engine.connect() as conn:
-        assert stored(conn, (1, source, "1m")) == {
+        assert series_oracle.stored(conn, (1, source, "1m")) == {
             "bars": 20,
             "first_open": T0,
             "last_open": T0 + 29 * MINUTE,
@@ -170,7 +130,7 @@ def test_late_bars_and_a_reload_in_one_batch(engine: Engine) -> None:
     filled = frame_of([(1, T0 + m * MINUTE, 0) for m in (12, 13)])
     assert write_batch(engine, source, [appended, reloaded, filled]) == 4
     with engine.connect() as conn:
-        assert stored(conn, (1, source, "1m")) == {
+        assert series_oracle.stored(conn, (1, source, "1m")) == {
             "bars": 24,
             "first_open": T0,
             "last_open": T0 + 32 * MINUTE,
@@ -183,7 +143,7 @@ def test_late_bars_and_a_reload_in_one_batch(engine: Engine) -> None:
                 (T0 + 29 * MINUTE, T0 + 31 * MINUTE),
             ],
         }
-    assert assert_matches_full_scan(engine, source) == 1
+    assert series_oracle.assert_stored_equals_full_scan(engine, source) == 1
 
 
 def test_real_files_then_late_halves_and_the_migration_backfill(
@@ -202,7 +162,7 @@ def test_real_files_then_late_halves_and_the_migration_backfill(
     halves[1].write_text(header + "".join(body[: len(body) // 2 + 5]))  # overlaps by 5
     for half in halves:
         assert run_csv(settings, engine, [half], default_symbol="ETHUSD").status == "success"
-    assert assert_matches_full_scan(engine) >= 10
+    assert series_oracle.assert_stored_equals_full_scan(engine) >= 10
     with engine.begin() as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
@@ -212,7 +172,7 @@ def test_real_files_then_late_halves_and_the_migration_backfill(
             r[0] for r in conn.execute(text(_TABLES[engine.dialect.name])).all()
         }
     migrate(engine)
-    assert assert_matches_full_scan(engine) >= 10
+    assert series_oracle.assert_stored_equals_full_scan(engine) >= 10
 
 
 _TABLES = {
