@@ -156,7 +156,7 @@ def test_real_files_then_late_halves_and_the_migration_backfill(
     summary = run_csv(settings, engine, files)
     assert summary.status in ("success", "partial"), summary.error
     minute = (REAL / "bitstampUSD_1-min_data_slice.csv").read_text().splitlines(keepends=True)
-    header, body = minute[0], minute[1:]
+    header, body = minute[0], minute[1:20_001]  # 20,000 minutes are enough
     halves = [tmp_path / "newer.csv", tmp_path / "older.csv"]
     halves[0].write_text(header + "".join(body[len(body) // 2 :]))
     halves[1].write_text(header + "".join(body[: len(body) // 2 + 5]))  # overlaps by 5
