@@ -69,7 +69,9 @@ def overall_status(results: Sequence[SourceResult]) -> str:
 
 
 def refresh_derived(ctx: RunContext, results: Sequence[SourceResult]) -> None:
-    """Metrics and quality reports for every series this run loaded into."""
+    """Metrics and quality reports for every series this run loaded into: the quality
+    profile from the statistics the loader kept (`series_stats`), the metrics from the
+    newest window; no read of a whole series."""
     if not any(result.series for result in results):
         return  # nothing loaded: the metrics' pandas is not even imported
     from etl.read.series import latest_spread, series_profile, series_window

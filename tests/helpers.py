@@ -38,3 +38,10 @@ def scalar(engine: Engine, sql: str, **params: Any) -> Any:
 def file_detail(summary: RunSummary, name: str) -> dict[str, Any]:
     details: list[dict[str, Any]] = summary.sources["csv"]["details"]
     return next(d for d in details if Path(d["file"]).name == name)
+
+
+def rows_read(plan: dict[str, Any], table: str) -> int:
+    """Rows the plan's nodes on `table` returned, summed over loops (PostgreSQL's
+    `EXPLAIN (ANALYZE, FORMAT JSON)` plan)."""
+    own = plan["Actual Rows"] * plan["Actual Loops"] if plan.get("Relation Name") == table else 0
+    return own + sum(rows_read(child, table) for child in plan.get("Plans", []))

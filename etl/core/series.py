@@ -39,10 +39,16 @@ class SeriesStats:
 
 @dataclass(frozen=True)
 class SeriesProfile:
-    """What quality needs of a stored series, computed in the database (bounded memory)."""
+    """What quality needs of a stored series (the loader keeps it: `series_stats`).
+
+    `gap_edges` are (open time before the gap, open time after it). When `gap_count` and
+    `missing_bars` are given they cover every gap of the series and `gap_edges` holds only
+    the newest gaps (as many as a report lists); otherwise `gap_edges` is every gap."""
 
     bars: int
     first_open: int
     last_open: int
     zero_volume_bars: int
-    gap_edges: list[tuple[int, int]]  # (open time before the gap, open time after it)
+    gap_edges: list[tuple[int, int]]
+    gap_count: int | None = None
+    missing_bars: int | None = None

@@ -114,6 +114,38 @@ class Candle(Base):
     ingested_at: Mapped[datetime] = mapped_column(EpochMs)
 
 
+class StoredSeriesStats(Base):
+    """What the loader keeps about one stored series (asset, source, interval), updated in
+    the same transaction as its bars and in proportion to them (`etl.load.series_stats`):
+    the quality report and the coverage counts read it instead of scanning `candle`.
+    `gap_count` and `missing_bars` sum the series' rows in `series_gap`."""
+
+    __tablename__ = "series_stats"
+
+    asset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    interval: Mapped[str] = mapped_column(String(8), primary_key=True)
+    bars: Mapped[int] = mapped_column(BigInteger)
+    first_open: Mapped[datetime] = mapped_column(EpochMs)
+    last_open: Mapped[datetime] = mapped_column(EpochMs)
+    zero_volume_bars: Mapped[int] = mapped_column(BigInteger)  # coalesce(volume, quote) = 0
+    gap_count: Mapped[int] = mapped_column(BigInteger)
+    missing_bars: Mapped[int] = mapped_column(BigInteger)
+
+
+class SeriesGap(Base):
+    """Two consecutive stored bars of a series more than one interval apart: the open times
+    either side of the missing ones (kept by `etl.load.series_stats`)."""
+
+    __tablename__ = "series_gap"
+
+    asset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    interval: Mapped[str] = mapped_column(String(8), primary_key=True)
+    before_open: Mapped[datetime] = mapped_column(EpochMs, primary_key=True)
+    after_open: Mapped[datetime] = mapped_column(EpochMs)
+
+
 class PricePoint(Base):
     """One price with no bar around it: CoinGecko's export is one snapshot per day, with no
     open, high or low. Kept out of `candle` so that no reader, metric or API route can take

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import BigInteger, Connection, and_, func, select, type_coerce
 
 from etl.core.intervals import INTERVAL_MS
-from etl.db.models import Candle, Metric
-from etl.read.rows import RAW_OPEN_TIME, plain
+from etl.db.models import Metric, StoredSeriesStats
+from etl.read.rows import plain
 
 
 def _metric_columns() -> list[Any]:
@@ -50,25 +50,37 @@ def latest_metrics(conn: Connection, asset_id: int) -> list[dict[str, Any]]:
 
 
 def series_coverage(conn: Connection, asset_id: int) -> list[dict[str, Any]]:
-    """First and last bar and count per series of the asset (min/max use the key index)."""
-    series = conn.execute(
+    """First and last bar and count per series of the asset that has metrics, from the
+    statistics the loader keeps (`series_stats`: no count over `candle`)."""
+    stats = StoredSeriesStats.__table__
+    with_metrics = (
         select(Metric.source, Metric.interval).where(Metric.asset_id == asset_id).distinct()
+    ).subquery()
+    rows = conn.execute(
+        select(
+            stats.c.source,
+            stats.c.interval,
+            type_coerce(stats.c.first_open, BigInteger),
+            type_coerce(stats.c.last_open, BigInteger),
+            stats.c.bars,
+        ).join(
+            with_metrics,
+            and_(
+                stats.c.asset_id == asset_id,
+                stats.c.source == with_metrics.c.source,
+                stats.c.interval == with_metrics.c.interval,
+            ),
+        )
     ).all()
-    coverage = []
-    for source, interval in series:
-        first, last, bars = conn.execute(
-            select(func.min(RAW_OPEN_TIME), func.max(RAW_OPEN_TIME), func.count()).where(
-                Candle.asset_id == asset_id, Candle.source == source, Candle.interval == interval
-            )
-        ).one()
-        if bars:
-            coverage.append(
-                {
-                    "source": source,
-                    "interval": interval,
-                    "first_open": int(first),
-                    "last_open": int(last),
-                    "bars": int(bars),
-                }
-            )
+    coverage = [
+        {
+            "source": source,
+            "interval": interval,
+            "first_open": int(first),
+            "last_open": int(last),
+            "bars": int(bars),
+        }
+        for source, interval, first, last, bars in rows
+        if bars
+    ]
     return sorted(coverage, key=lambda c: (c["source"], INTERVAL_MS[c["interval"]]))

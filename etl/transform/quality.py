@@ -24,6 +24,15 @@ WEIGHTS = {"completeness": 30, "consistency": 30, "coverage": 20, "freshness": 1
 MAX_GAPS_LISTED = 100
 
 
+def missing_bars(before: int, after: int, step_ms: int) -> int:
+    """Bars missing between two consecutive stored open times (a partial step counts as
+    one); 0 when they are at most one interval apart."""
+    span = after - before
+    if span <= step_ms:
+        return 0
+    return span // step_ms - 1 + int(span % step_ms > 0)
+
+
 def find_gaps(edges: Sequence[tuple[int, int]], step_ms: int) -> list[dict[str, Any]]:
     """Missing intervals between consecutive stored bars (given as the open times on either
     side): [start, end) and how many bars are missing (a partial step counts as one)."""
@@ -36,7 +45,7 @@ def find_gaps(edges: Sequence[tuple[int, int]], step_ms: int) -> list[dict[str, 
             {
                 "start": from_epoch_ms(before + step_ms).isoformat(),
                 "end": from_epoch_ms(after).isoformat(),
-                "missing_bars": span // step_ms - 1 + int(span % step_ms > 0),
+                "missing_bars": missing_bars(before, after, step_ms),
             }
         )
     return gaps
@@ -49,7 +58,10 @@ def quality_report(
     step = interval_ms(interval)
     gaps = find_gaps(profile.gap_edges, step)
     bars = profile.bars
-    missing = sum(g["missing_bars"] for g in gaps)
+    if profile.gap_count is None or profile.missing_bars is None:
+        gap_count, missing = len(gaps), sum(g["missing_bars"] for g in gaps)
+    else:  # the stored totals; gap_edges holds the newest gaps only
+        gap_count, missing = profile.gap_count, profile.missing_bars
     age_s = max(0.0, (now_ms - (profile.last_open + step)) / 1000.0)
     complete_rows = stats.rows - stats.incomplete
     parts = {
@@ -77,8 +89,8 @@ def quality_report(
         "breakdown": {
             "weights": WEIGHTS,
             "parts": {k: round(v, 6) for k, v in parts.items()},
-            "gap_count": len(gaps),
-            "gaps_listed": min(len(gaps), MAX_GAPS_LISTED),
+            "gap_count": gap_count,
+            "gaps_listed": min(gap_count, MAX_GAPS_LISTED),
             "rows_read": stats.rows,
             "rejected": dict(stats.rejected),
         },

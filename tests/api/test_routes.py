@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from api.main import create_app
 from etl.db.engine import MIGRATIONS_DIR as MIGRATIONS_ROOT
+from tests import series_oracle
 from tests.api.helpers import KEY, OTHER_KEY, api_settings, problem
 
 PUBLIC = {"/health/live", "/health/ready"}
@@ -104,6 +105,36 @@ def test_symbols_list_coverage(client: TestClient) -> None:
         },
     ]
     assert "ethereum" in eth["aliases"] and "ETH-USD" in eth["aliases"]
+
+
+def test_coverage_counts_equal_the_old_count_per_call(
+    client: TestClient, engine_for: Engine
+) -> None:
+    """`/symbols` and `/symbol/{s}` read the bars per series from the loader's statistics:
+    the same answers as the min/max/count(*) per series they replaced."""
+    listed = {s["symbol"]: s["coverage"] for s in client.get("/api/crypto/symbols").json()["data"]}
+    with engine_for.connect() as conn:
+        assets = conn.execute(text("SELECT id, symbol FROM asset")).all()
+        expected = {
+            symbol: [
+                {
+                    **c,
+                    "first_open": utc_text(c["first_open"]),
+                    "last_open": utc_text(c["last_open"]),
+                }
+                for c in series_oracle.series_coverage(conn, asset_id)
+            ]
+            for asset_id, symbol in assets
+        }
+    assert sum(len(c) for c in expected.values()) >= 4  # the sample: 4 series
+    assert listed == expected
+    for symbol, coverage in expected.items():
+        detail = client.get(f"/api/crypto/symbol/{symbol}").json()
+        assert detail["asset"]["coverage"] == coverage, symbol
+
+
+def utc_text(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_weekly_candles_equal_an_independent_resampling(

@@ -14,6 +14,7 @@ from etl.load.writer import ensure_asset, insert_ticker
 from etl.read.venues import consolidated_for, latest_venue_quotes
 from etl.transform.consolidate import ConsolidationRules
 from tests.databases import postgres_schema
+from tests.helpers import rows_read
 
 NOW = 1_750_000_000_000
 BTC = AssetRef("BTC", "USD", "Bitcoin", "bitcoin")
@@ -59,12 +60,6 @@ def test_the_newest_ticker_per_venue_is_consolidated(engine: Engine) -> None:
     assert {v.source: v.reason for v in result.venues}["gemini"] == "stale"
 
 
-def _ticker_rows_read(plan: dict[str, Any]) -> int:
-    """Rows the plan's nodes on `ticker` returned, summed over loops (EXPLAIN ANALYZE)."""
-    own = plan["Actual Rows"] * plan["Actual Loops"] if plan.get("Relation Name") == "ticker" else 0
-    return own + sum(_ticker_rows_read(child) for child in plan.get("Plans", []))
-
-
 def test_the_latest_quotes_seek_the_index_instead_of_reading_every_ticker() -> None:
     """The stream writes a ticker per pair per second: the read must not grow with them.
     PostgreSQL's EXPLAIN ANALYZE counts the ticker rows the query really read."""
@@ -102,4 +97,4 @@ def test_the_latest_quotes_seek_the_index_instead_of_reading_every_ticker() -> N
         ("gemini", NOW),
         ("kraken", NOW),
     ]
-    assert _ticker_rows_read(plan) <= 12  # a few per source, not the 90,000 stored
+    assert rows_read(plan, "ticker") <= 12  # a few per source, not the 90,000 stored

@@ -16,6 +16,7 @@ from etl.extract.gemini_client import GeminiClient, reset_breakers
 from etl.pipeline import RunSummary, begin_run, run_pipeline
 from etl.sources.csv_files import CsvSource
 from etl.sources.gemini import GeminiSource
+from tests import series_oracle
 from tests.databases import REAL
 from tests.gemini_double import GeminiDouble, start, stop
 from tests.helpers import rows, scalar
@@ -108,6 +109,7 @@ def test_rerun_resumes_from_the_newest_stored_bar(
     }
     assert scalar(engine, "SELECT count(*) FROM candle WHERE interval = '1d'") == 3 * 7
     assert scalar(engine, "SELECT count(*) FROM ticker") == 6  # a snapshot per run and pair
+    assert series_oracle.assert_stored_equals_full_scan(engine, "gemini") == 6
 
 
 def test_gemini_down_leaves_the_run_partial_and_the_history_intact(

@@ -27,6 +27,7 @@ from etl.read.updates import PriceUpdate, update_from_json
 from etl.stream.gemini_v2 import Event, Trade
 from etl.stream.publish import RedisUpdates
 from etl.stream.worker import PairState, StreamWorker, _ticker
+from tests import series_oracle
 from tests.databases import require_redis
 from tests.gemini_double import GeminiDouble, start, stop
 from tests.gemini_ws_double import (
@@ -178,6 +179,7 @@ def test_live_bars_and_tickers_are_stored_and_repeats_change_nothing(
 
     worker, ws = scenario(settings, engine, rest, prepare, done, on_update=seen.append)
     assert stored(engine) == expected(TRUTH[:5])
+    assert series_oracle.assert_stored_equals_full_scan(engine) == 1
     [subscribe] = ws.subscriptions  # Cardano has no Gemini pair: BTC only
     assert subscribe["subscriptions"][0] == {"name": "l2", "symbols": ["BTCUSD"]}
     bid, ask, last = rows(
@@ -208,6 +210,7 @@ def test_a_drop_mid_stream_is_backfilled_from_rest_without_a_hole(
     worker, ws = scenario(settings, engine, rest, prepare, done)
     assert stored(engine) == expected(TRUTH)
     assert rest.count(REST_PATH) == 2  # one backfill per connection
+    assert series_oracle.assert_stored_equals_full_scan(engine) == 1
     assert ws.connections == 2
     first, second = sessions(engine)
     assert (first[0], first[2]) == (2, "closed")
