@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, event, text
 
 from etl.core.settings import Settings, get_settings
-from etl.db.engine import alembic_config, create_db_engine, migrate, write_transaction
+from etl.db.engine import create_db_engine, migrate, write_transaction
+from etl.db.upgrade import alembic_config
 from etl.load.writer import open_candle_writer
 from etl.read.series import series_profile, series_window, window_query
 from tests import series_oracle
