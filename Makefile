@@ -67,6 +67,7 @@ bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/etl_load.py
 	$(PY) bench/api_load.py
+	$(PY) bench/candles_load.py
 	$(PY) bench/stream_load.py
 
 clean:

@@ -76,8 +76,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(database_url: str, workers: int, port: int) -> subprocess.Popen[bytes]:
-    """The API as deployed (`python -m api.serve`), with auth on and limits set high."""
+def serve(database_url: str, workers: int, port: int, **extra: str) -> subprocess.Popen[bytes]:
+    """The API as deployed (`python -m api.serve`), with auth on and limits set high;
+    `extra`: more settings (e.g. CACHE_TTL_SECONDS="0")."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -92,11 +93,18 @@ def serve(database_url: str, workers: int, port: int) -> subprocess.Popen[bytes]
         "API_WORKERS": str(workers),
         "GEMINI_BASE_URL": "http://127.0.0.1:9",
         **EXTRA_ENV,
+        **extra,
     }
-    process = subprocess.Popen([sys.executable, "-m", "api.serve"], cwd=ROOT, env=env)
+    return started(subprocess.Popen([sys.executable, "-m", "api.serve"], cwd=ROOT, env=env), port)
+
+
+def started(
+    process: subprocess.Popen[bytes], port: int, path: str = "/health/live"
+) -> subprocess.Popen[bytes]:
+    """`process` once it answers `path` on `port`."""
     for _ in range(100):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1):  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):  # noqa: S310
                 return process
         except OSError:
             time.sleep(0.2)
@@ -104,13 +112,21 @@ def serve(database_url: str, workers: int, port: int) -> subprocess.Popen[bytes]
     raise SystemExit("the API did not start")
 
 
-def wrk(url: str, seconds: int) -> tuple[float, float, float]:
-    command = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "-H", f"X-API-Key: {KEY}"]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        if url.endswith("&start="):
-            script.write(FRESH_PAGES)
-            script.flush()
-            command += ["-s", script.name]
+def wrk(
+    url: str, seconds: int, *, connections: int = 64, script: str | None = None
+) -> tuple[float, float, float]:
+    """req/s, p50 and p99 (ms) of `url` under wrk; `script`: a Lua request generator (by
+    default FRESH_PAGES for a URL ending in `&start=`). Any non-2xx answer is an error."""
+    threads = min(2, connections)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command += ["-H", f"X-API-Key: {KEY}"]
+    if script is None and url.endswith("&start="):
+        script = FRESH_PAGES
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        if script is not None:
+            lua.write(script)
+            lua.flush()
+            command += ["-s", lua.name]
         done = subprocess.run(command + [url], capture_output=True, text=True, check=True)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
 

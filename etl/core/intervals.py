@@ -32,7 +32,7 @@ _BY_MS = {ms: name for name, ms in INTERVAL_MS.items()}
 WEEK_ANCHOR_MS = 4 * DAY_MS  # 1970-01-05, a Monday: weekly buckets start Monday 00:00 UTC
 # An interval at most this many stored bars long is resampled from them at read time;
 # every longer one is kept as a rollup of the stored series (`candle_rollup`).
-ROLLUP_MIN_BARS = 4
+ROLLUP_MIN_BARS = 6
 
 
 def anchor_for(interval: str) -> int:

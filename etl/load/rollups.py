@@ -67,6 +67,7 @@ class Bars:
 
     open_time: Ints
     values: Floats  # columns: VALUE_COLUMNS
+    step: int  # the stored interval, ms
 
     def __len__(self) -> int:
         return len(self.open_time)
@@ -221,6 +222,7 @@ def _cover(levels: tuple[str, ...]) -> tuple[int, int]:
 
 def read_bars(conn: Connection, *, asset_id: int, source: str, base: str, lo: int, hi: int) -> Bars:
     """The stored bars of one series with open_time in [lo, hi), oldest first."""
+    step = INTERVAL_MS[base]
     if is_sqlite(conn):
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -234,10 +236,10 @@ def read_bars(conn: Connection, *, asset_id: int, source: str, base: str, lo: in
         finally:
             cursor.close()
         if not rows:
-            return Bars(np.empty(0, np.int64), np.empty((0, len(VALUE_COLUMNS))))
+            return Bars(np.empty(0, np.int64), np.empty((0, len(VALUE_COLUMNS))), step)
         table = np.array(rows, dtype=np.float64)  # None -> NaN
         times = np.array([r[0] for r in rows], dtype=np.int64)
-        return Bars(times, table[:, 1:])
+        return Bars(times, table[:, 1:], step)
     return _read_bars_copy(conn, asset_id, source, base, lo, hi)
 
 
@@ -279,7 +281,15 @@ def _read_bars_copy(
         if count
         else np.empty((0, len(VALUE_COLUMNS)))
     )
-    return Bars(rows["t"].astype(np.int64), values_out)
+    return Bars(rows["t"].astype(np.int64), values_out, INTERVAL_MS[base])
+
+
+def _slots(bars: Bars, bucket: Ints, level: str) -> tuple[Ints | None, int]:
+    step = bars.step
+    width = -(-INTERVAL_MS[level] // step)
+    slots = (bars.open_time - (bucket * INTERVAL_MS[level] + anchor_for(level))) // step
+    distinct = bool(np.all(np.diff(slots)[np.diff(bucket) == 0] > 0))
+    return (slots, width) if distinct and len(slots) and slots.max() < width else (None, 0)
 
 
 def aggregate(bars: Bars, level: str) -> tuple[Ints, Floats, Ints]:
@@ -298,24 +308,37 @@ def aggregate(bars: Bars, level: str) -> tuple[Ints, Floats, Ints]:
     out[:, 1] = np.maximum.reduceat(v[:, 1], starts)
     out[:, 2] = np.minimum.reduceat(v[:, 2], starts)
     out[:, 3] = v[ends - 1, 3]
+    # Each bar's place in its bucket, in stored bars: distinct (one bar per place) unless
+    # the stored times are irregular, then the sums take the slower general path.
+    slots, width = _slots(bars, bucket, level)
     for column in (4, 5):
-        out[:, column] = sequential_sum(v[:, column], starts, ends)
+        out[:, column] = sequential_sum(v[:, column], starts, ends, slots, width)
     return bucket[starts] * step + anchor, out, (ends - starts).astype(np.int64)
 
 
-def sequential_sum(values: Floats, starts: Ints, ends: Ints) -> Floats:
+def sequential_sum(
+    values: Floats, starts: Ints, ends: Ints, slots: Ints | None = None, width: int = 0
+) -> Floats:
     """Per segment [start, end): the sum of the non-NaN values added one after the other
-    in order (not NumPy's pairwise sum), NaN when there are none: SQL SUM's result."""
+    in order (not NumPy's pairwise sum), NaN when there are none: SQL SUM's result.
+    `slots` (each value's distinct place in its segment, below `width`) lets NumPy's
+    running sum (`cumsum`, strictly sequential) do it on a segments x width grid, where
+    the empty places are 0.0 (x + 0.0 == x: they change nothing)."""
     present = ~np.isnan(values)
-    filled = np.where(present, values, 0.0)  # x + 0.0 == x: a NULL adds nothing
+    filled = np.where(present, values, 0.0)  # a NULL adds nothing
     any_present = np.logical_or.reduceat(present, starts)
-    lengths = ends - starts
-    order = np.argsort(-lengths, kind="stable")  # longest first: live segments are a prefix
-    by_length = lengths[order]
-    total = np.zeros(len(starts))
-    for k in range(int(by_length[0]) if len(by_length) else 0):
-        live = order[: int(np.searchsorted(-by_length, -k, side="left"))]
-        total[live] += filled[starts[live] + k]
+    if slots is not None:
+        grid = np.zeros((len(starts), width))
+        grid[np.repeat(np.arange(len(starts)), ends - starts), slots] = filled
+        total = np.cumsum(grid, axis=1)[:, -1]
+    else:
+        lengths = ends - starts
+        order = np.argsort(-lengths, kind="stable")  # longest first: live ones lead
+        by_length = lengths[order]
+        total = np.zeros(len(starts))
+        for k in range(int(by_length[0])):
+            live = order[: int(np.searchsorted(-by_length, -k, side="left"))]
+            total[live] += filled[starts[live] + k]
     total[~any_present] = np.nan
     return total
 

@@ -179,7 +179,40 @@ class _Series:
         """Bars in [start, end) as (open, values..., bars), oldest first, read at most
         `slice_rows` per statement, only as far as the caller consumes them."""
         for lo, hi, series in self.segments(start_ms, end_ms):
-            yield from series._read(lo, hi, slice_rows)
+            if series is self:
+                yield from self._read(lo, hi, slice_rows)
+            else:  # the share of one rollup bucket that the range cuts: one summary
+                summary = series._summary(lo, hi)
+                if summary is not None:
+                    yield summary
+
+    def _summary(self, lo: int, hi: int) -> Unit | None:
+        """This level's bars in [lo, hi) as one unit, aggregated by the database (as the
+        full resampling does: SUM over the index range, in time order)."""
+        open_time, _, where = self._select(lo, hi)
+        first, last, high, low, volume, volume_quote, count = self.conn.execute(
+            select(
+                func.min(open_time),
+                func.max(open_time),
+                func.max(Candle.high),
+                func.min(Candle.low),
+                func.sum(Candle.volume),
+                func.sum(Candle.volume_quote),
+                func.count(),
+            ).where(*where)
+        ).one()
+        if not count:
+            return None
+        edges = {
+            int(t): (o, c)
+            for t, o, c in self.conn.execute(
+                select(open_time, Candle.open, Candle.close).where(
+                    *where, open_time.in_([int(first), int(last)])
+                )
+            ).all()
+        }
+        opened, closed = edges[int(first)][0], edges[int(last)][1]
+        return (int(first), opened, high, low, closed, volume, volume_quote, int(count))
 
     def _read(self, lo: int, hi: int, slice_rows: int) -> Iterator[Unit]:
         values = VALUES if self.level == self.stored else ROLLUP_VALUES
