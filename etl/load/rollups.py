@@ -2,8 +2,8 @@
 a candle page of any interval reads a bounded index range (`etl.read.candles`).
 
 For a series stored at `base`, the levels kept are `etl.core.intervals.rollup_levels(base)`:
-every API interval at least 4 stored bars long (for `1m`: `5m` up to `1w`; `3m` is read
-from the stored bars). Every writer of `candle` goes through `open_candle_writer`, which
+every API interval at least 6 stored bars long (for `1m`: `15m` up to `1w`; `3m` and `5m`
+are read from the stored bars). Every writer of `candle` goes through `open_candle_writer`, which
 wraps it in `RollupWriter`: the writer notes the open times each batch writes, and when the
 batch's rows are written (`finish`), in the same transaction, the buckets of every level
 that hold one of them are recomputed from the stored bars. The cost follows the batch: its

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Connection, Engine, select, type_coerce
+from sqlalchemy import BigInteger, Connection, Engine, func, select, type_coerce
 
 from etl.core.intervals import INTERVAL_MS, MINUTE_MS, rollup_levels
 from etl.db.engine import write_transaction
-from etl.db.models import CandleRollup
+from etl.db.models import Candle, CandleRollup
 from etl.load.writer import open_candle_writer
 from etl.read.candles import candle_page, candle_span
 from tests.etl.read.candle_oracle import oracle_page, oracle_span
@@ -128,3 +128,12 @@ def api_intervals(stored: str) -> list[str]:
     """The API intervals a series stored at `stored` serves."""
     step = INTERVAL_MS[stored]
     return [name for name, ms in INTERVAL_MS.items() if ms % step == 0]
+
+
+def every_rollup_as_resampled(engine: Engine) -> int:
+    """`rollups_as_resampled` for every stored series; returns how many rollup rows."""
+    with engine.connect() as conn:
+        series = conn.execute(select(Candle.asset_id, Candle.source, Candle.interval).distinct())
+        for asset_id, source, stored in series.all():
+            rollups_as_resampled(conn, asset_id, source, stored)
+        return int(conn.execute(select(func.count()).select_from(CandleRollup)).scalar_one())

@@ -28,6 +28,7 @@ from etl.stream.gemini_v2 import Event, Trade
 from etl.stream.publish import RedisUpdates
 from etl.stream.worker import PairState, StreamWorker, _ticker
 from tests.databases import require_redis
+from tests.etl.read.rollup_checks import every_rollup_as_resampled
 from tests.gemini_double import GeminiDouble, start, stop
 from tests.gemini_ws_double import (
     DROP,
@@ -178,6 +179,7 @@ def test_live_bars_and_tickers_are_stored_and_repeats_change_nothing(
 
     worker, ws = scenario(settings, engine, rest, prepare, done, on_update=seen.append)
     assert stored(engine) == expected(TRUTH[:5])
+    assert every_rollup_as_resampled(engine) > 0  # late and repeated bars included
     [subscribe] = ws.subscriptions  # Cardano has no Gemini pair: BTC only
     assert subscribe["subscriptions"][0] == {"name": "l2", "symbols": ["BTCUSD"]}
     bid, ask, last = rows(
