@@ -53,7 +53,7 @@ _PG_COPY_IN = (
     "COPY candle_rollup (" + ", ".join(ROLLUP_COLUMNS) + ") FROM STDIN WITH (FORMAT binary)"
 )
 # Stored bars read back per statement when recomputing (about): bounds memory.
-SLAB_BARS = 400_000
+SLAB_BARS = 200_000
 _OPEN = type_coerce(Candle.open_time, BigInteger)
 _ROLLUP_OPEN = type_coerce(CandleRollup.open_time, BigInteger)
 
