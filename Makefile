@@ -69,6 +69,7 @@ bench: install
 	$(PY) bench/etl_load.py
 	$(PY) bench/derived_load.py
 	$(PY) bench/api_load.py
+	$(PY) bench/candles_load.py
 	$(PY) bench/stream_load.py
 	$(PY) bench/dashboard_load.py
 	$(PY) bench/startup.py

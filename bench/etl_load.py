@@ -53,13 +53,13 @@ print(json.dumps({"seconds": elapsed, "peak_mb": peak_mb, "status": summary.stat
 """
 
 
-def generate(path: Path, rows: int) -> None:
+def generate(path: Path, rows: int, symbols: tuple[str, ...] = SYMBOLS) -> None:
     """A random walk per symbol; valid OHLC, positive volumes, interleaved symbols."""
     rng = np.random.default_rng(7)
-    per_symbol = rows // len(SYMBOLS)
+    per_symbol = rows // len(symbols)
     with path.open("w", newline="") as handle:
         handle.write("symbol,timestamp,open,high,low,close,volume\n")
-        for index, symbol in enumerate(SYMBOLS):
+        for index, symbol in enumerate(symbols):
             steps = rng.normal(0, 0.001, per_symbol)
             close = (100.0 * (index + 1)) * np.exp(np.cumsum(steps))
             open_ = np.concatenate(([close[0]], close[:-1]))
@@ -129,9 +129,9 @@ def pandas_to_sql(url: str, path: Path, rows: int) -> float:
     return elapsed
 
 
-def pipeline(url: str, path: Path) -> dict[str, object]:
+def pipeline(url: str, path: Path, driver: str = DRIVER) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", DRIVER, url, str(path)],
+        [sys.executable, "-c", driver, url, str(path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

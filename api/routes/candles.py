@@ -212,12 +212,13 @@ def export_response(
             interval=series.interval,
             start_ms=start_ms,
             end_ms=end_ms,
+            at_most=max_bars,  # counting stops past the cap: bounded whatever the range
         )
     if span is not None and span[0] > max_bars:
         raise Problem(
             400,
             "export_too_large",
-            f"{span[0]} bars in that range; an export holds at most {max_bars}: "
+            f"more than {max_bars} bars in that range; an export holds at most {max_bars}: "
             "narrow start/end or choose a coarser interval",
         )
     body = ENCODERS[fmt](asset.symbol, bar_chunks(engine, series, chunk_bars))

@@ -27,6 +27,38 @@ INTERVAL_MS: dict[str, int] = {
 }
 _BY_MS = {ms: name for name, ms in INTERVAL_MS.items()}
 
+WEEK_ANCHOR_MS = 4 * DAY_MS  # 1970-01-05, a Monday: weekly buckets start Monday 00:00 UTC
+# An interval at most this many stored bars long is resampled from them at read time;
+# every longer one is kept as a rollup of the stored series (`candle_rollup`).
+ROLLUP_MIN_BARS = 6
+
+
+def anchor_for(interval: str) -> int:
+    """Where `interval`'s buckets are anchored: Monday 00:00 UTC for `1w`, else the epoch."""
+    return WEEK_ANCHOR_MS if interval == "1w" else 0
+
+
+def bucket_open(open_ms: int, interval: str) -> int:
+    """The open of the `interval` bucket that holds `open_ms`."""
+    step, anchor = INTERVAL_MS[interval], anchor_for(interval)
+    return (open_ms - anchor) // step * step + anchor
+
+
+def rollup_levels(stored: str) -> tuple[str, ...]:
+    """The rollups kept for a series stored at `stored`, finest first: every API interval
+    that is a multiple of it, at least `ROLLUP_MIN_BARS` stored bars long."""
+    step = INTERVAL_MS[stored]
+    return tuple(
+        name for name, ms in INTERVAL_MS.items() if ms % step == 0 and ms // step >= ROLLUP_MIN_BARS
+    )
+
+
+def serving_level(stored: str, interval: str) -> str:
+    """What a page of `interval` is read from: its own rollup when one is kept, else the
+    stored bars (then at most `ROLLUP_MIN_BARS - 1` of them per bar)."""
+    return interval if interval in rollup_levels(stored) else stored
+
+
 _NAME_HINTS: dict[str, str] = {
     "d": "1d",
     "1d": "1d",

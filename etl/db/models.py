@@ -146,6 +146,29 @@ class SeriesGap(Base):
     after_open: Mapped[datetime] = mapped_column(EpochMs)
 
 
+class CandleRollup(Base):
+    """Coarser bars of one stored series (`base`), kept by the loaders in the transaction
+    that writes the stored bars (`etl.load.rollups`): `interval`'s bucket that opens at
+    `open_time` holds `bars` stored bars; open of the first, close of the last, high/low
+    the extremes, volumes the sums. A table of its own, so that no reader of `candle`
+    takes a rollup for a stored series."""
+
+    __tablename__ = "candle_rollup"
+
+    asset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    base: Mapped[str] = mapped_column(String(8), primary_key=True)  # the stored interval
+    interval: Mapped[str] = mapped_column(String(8), primary_key=True)
+    open_time: Mapped[datetime] = mapped_column(EpochMs, primary_key=True)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float | None] = mapped_column(Float)
+    volume_quote: Mapped[float | None] = mapped_column(Float)
+    bars: Mapped[int] = mapped_column(Integer)
+
+
 class PricePoint(Base):
     """One price with no bar around it: CoinGecko's export is one snapshot per day, with no
     open, high or low. Kept out of `candle` so that no reader, metric or API route can take

@@ -34,6 +34,7 @@ from etl.db.engine import is_sqlite, write_transaction
 from etl.db.models import Asset, RejectedRow, Ticker
 from etl.load.postgres_writer import PostgresCandleWriter
 from etl.load.protocol import CandleWriter, LoadCounts
+from etl.load.rollups import RollupWriter
 from etl.load.sqlite_writer import SqliteCandleWriter
 
 __all__ = ["CandleWriter", "LoadCounts", "open_candle_writer"]
@@ -49,14 +50,19 @@ def open_candle_writer(
     reader: Connection | None = None,
 ) -> CandleWriter:
     """The writer for `conn`'s database. `reader` (PostgreSQL only): a second connection
-    that sees committed rows, so range look-ups need not wait for a COPY in flight."""
+        that sees committed rows, so range look-ups need not wait for a COPY in flight. Whatever
+    the database, the rollups of the bars written are kept in the same transaction
+    (`etl.load.rollups`)."""
+    writer: CandleWriter
     if is_sqlite(conn):
-        return SqliteCandleWriter(
+        writer = SqliteCandleWriter(
             conn, source=source, interval=interval, batch_id=batch_id, now_ms=now_ms
         )
-    return PostgresCandleWriter(
-        conn, source=source, interval=interval, batch_id=batch_id, now_ms=now_ms, reader=reader
-    )
+    else:
+        writer = PostgresCandleWriter(
+            conn, source=source, interval=interval, batch_id=batch_id, now_ms=now_ms, reader=reader
+        )
+    return RollupWriter(writer, conn, source=source, base=interval)
 
 
 def ensure_asset(conn: Connection, ref: AssetRef) -> int:

@@ -1,4 +1,4 @@
-"""Candle pages for the API, resampled server-side from stored bars.
+"""Candle pages for the API, resampled server-side from stored bars and their rollups.
 
 Resampling: a requested interval is served from the stored series (of the requested
 source, if given) whose interval divides it and whose data is newest, the finest on a
@@ -7,24 +7,42 @@ buckets start on Monday 00:00 UTC. A bucket's open is the open of its first stor
 its close the close of its last, high/low the extremes, volumes the sums; `bars` says how
 many stored bars it holds. When the requested interval is the stored one,
 bars are served as stored (Gemini's daily bars keep their 04:00 UTC open).
+
+Reads are bounded: a page of interval I reads the coarsest of the stored bars and their
+rollups (`candle_rollup`, kept by the loaders: `etl.load.rollups`) that divides I, in
+index-ordered slices of at most (limit + 1) x I / that interval rows. Where the page's
+start or end cuts a rollup bucket, that bucket's share comes from the stored bars.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, func, literal, select, type_coerce
+from sqlalchemy import BigInteger, ColumnElement, Connection, func, literal, select, type_coerce
 
-from etl.core.intervals import DAY_MS, INTERVAL_MS
-from etl.db.models import Candle, Metric
+from etl.core.intervals import (
+    INTERVAL_MS,
+    WEEK_ANCHOR_MS,
+    anchor_for,
+    bucket_open,
+    serving_level,
+)
+from etl.db.models import Candle, CandleRollup, Metric
 from etl.read.rows import RAW_OPEN_TIME, fetch_tuples
 
-WEEK_ANCHOR_MS = 4 * DAY_MS  # 1970-01-05, a Monday
+__all__ = ["WEEK_ANCHOR_MS", "anchor_for", "candle_page", "candle_span", "choose_series"]
 VALUES = (Candle.open, Candle.high, Candle.low, Candle.close, Candle.volume, Candle.volume_quote)
-
-
-def anchor_for(interval: str) -> int:
-    return WEEK_ANCHOR_MS if interval == "1w" else 0
+ROLLUP_OPEN_TIME = type_coerce(CandleRollup.open_time, BigInteger)
+ROLLUP_VALUES = (
+    CandleRollup.open,
+    CandleRollup.high,
+    CandleRollup.low,
+    CandleRollup.close,
+    CandleRollup.volume,
+    CandleRollup.volume_quote,
+)
+Unit = tuple[Any, ...]  # (open ms, open, high, low, close, volume, volume_quote, bars)
 
 
 def choose_series(
@@ -60,20 +78,22 @@ def candle_page(
 ) -> list[dict[str, Any]]:
     """Up to `limit + 1` bars with open_time in [start, end), oldest first (the extra bar
     tells the caller there is a next page)."""
-    where = (
-        Candle.asset_id == asset_id,
-        Candle.source == source,
-        Candle.interval == stored,
-        RAW_OPEN_TIME.between(start_ms, end_ms - 1),
-    )
+    step = INTERVAL_MS[interval]
     if stored == interval:
+        where = _stored_where(asset_id, source, stored, start_ms, end_ms)
         rows = fetch_tuples(
             conn,
             select(RAW_OPEN_TIME, *VALUES).where(*where).order_by(RAW_OPEN_TIME).limit(limit + 1),
         )
-        step = INTERVAL_MS[interval]
         return [_bar(t, step, o, h, lo, c, v, vq, 1) for t, o, h, lo, c, v, vq in rows]
-    return _resampled(conn, where, interval, limit)
+    series = _Series(conn, asset_id, source, stored, serving_level(stored, interval))
+    slice_rows = (limit + 1) * (step // INTERVAL_MS[series.level])
+    bars: list[dict[str, Any]] = []
+    for bucket in _buckets(series.units(start_ms, end_ms, slice_rows), interval):
+        bars.append(bucket)
+        if len(bars) > limit:
+            break
+    return bars
 
 
 def candle_span(
@@ -85,80 +105,210 @@ def candle_span(
     interval: str,
     start_ms: int,
     end_ms: int,
+    at_most: int | None = None,
 ) -> tuple[int, int, int] | None:
     """(bars, first open ms, last open ms) that the pages of `candle_page` over [start, end)
-    hold together, or None when there are none: one index range scan, so an export can
-    refuse an oversized range before it streams a byte."""
-    where = (
+    hold together, or None when there are none, so an export can refuse an oversized range
+    before it streams a byte. With `at_most`, counting stops past it: a count above
+    `at_most` means "more than `at_most`" (and the last open is the last counted), so the
+    rows read stay bounded by the cap, never by the range."""
+    step, anchor = INTERVAL_MS[interval], anchor_for(interval)
+    as_stored = stored == interval
+    level = stored if as_stored else serving_level(stored, interval)
+    cap = None if at_most is None else at_most + 1
+    total, first, last = 0, None, None
+    for lo, hi, series in _Series(conn, asset_id, source, stored, level).segments(start_ms, end_ms):
+        left = None if cap is None else cap - total
+        found = series.count_buckets(lo, hi, step, anchor, as_stored=as_stored, cap=left)
+        if found is None:
+            continue
+        count, low, high = found
+        total += count - (1 if last is not None and low == last else 0)
+        first = low if first is None else first
+        last = high
+        if cap is not None and total >= cap:
+            break
+    if first is None or last is None:
+        return None
+    if as_stored:  # the first and last bars' own opens
+        return total, first, last
+    return total, first * step + anchor, last * step + anchor
+
+
+class _Series:
+    """One stored series read at `level`: the stored bars themselves or their rollups."""
+
+    def __init__(
+        self, conn: Connection, asset_id: int, source: str, stored: str, level: str
+    ) -> None:
+        self.conn, self.asset_id, self.source = conn, asset_id, source
+        self.stored, self.level = stored, level
+
+    def at(self, level: str) -> _Series:
+        return _Series(self.conn, self.asset_id, self.source, self.stored, level)
+
+    def _select(self, lo: int, hi: int) -> tuple[ColumnElement[int], Any, tuple[Any, ...]]:
+        """(open time, bars per row, where) of this level's rows in [lo, hi)."""
+        if self.level == self.stored:
+            where = _stored_where(self.asset_id, self.source, self.stored, lo, hi)
+            return RAW_OPEN_TIME, literal(1), where
+        return (
+            ROLLUP_OPEN_TIME,
+            CandleRollup.bars,
+            (
+                CandleRollup.asset_id == self.asset_id,
+                CandleRollup.source == self.source,
+                CandleRollup.base == self.stored,
+                CandleRollup.interval == self.level,
+                ROLLUP_OPEN_TIME.between(lo, hi - 1),
+            ),
+        )
+
+    def segments(self, start_ms: int, end_ms: int) -> list[tuple[int, int, _Series]]:
+        """[lo, hi) pieces of the range, oldest first, each with what it is read from: this
+        level, or the stored bars where the range cuts a rollup bucket."""
+        if self.level == self.stored:
+            return [(start_ms, end_ms, self)]
+        head = min(end_ms, _align_up(start_ms, self.level))
+        tail = max(head, bucket_open(end_ms, self.level))
+        stored = self.at(self.stored)
+        pieces = [(start_ms, head, stored), (head, tail, self), (tail, end_ms, stored)]
+        return [(lo, hi, series) for lo, hi, series in pieces if lo < hi]
+
+    def units(self, start_ms: int, end_ms: int, slice_rows: int) -> Iterator[Unit]:
+        """Bars in [start, end) as (open, values..., bars), oldest first, read at most
+        `slice_rows` per statement, only as far as the caller consumes them."""
+        for lo, hi, series in self.segments(start_ms, end_ms):
+            if series is self:
+                yield from self._read(lo, hi, slice_rows)
+            else:  # the share of one rollup bucket that the range cuts: one summary
+                summary = series._summary(lo, hi)
+                if summary is not None:
+                    yield summary
+
+    def _summary(self, lo: int, hi: int) -> Unit | None:
+        """This level's bars in [lo, hi) as one unit, aggregated by the database (as the
+        full resampling does: SUM over the index range, in time order)."""
+        open_time, _, where = self._select(lo, hi)
+        first, last, high, low, volume, volume_quote, count = self.conn.execute(
+            select(
+                func.min(open_time),
+                func.max(open_time),
+                func.max(Candle.high),
+                func.min(Candle.low),
+                func.sum(Candle.volume),
+                func.sum(Candle.volume_quote),
+                func.count(),
+            ).where(*where)
+        ).one()
+        if not count:
+            return None
+        edges = {
+            int(t): (o, c)
+            for t, o, c in self.conn.execute(
+                select(open_time, Candle.open, Candle.close).where(
+                    *where, open_time.in_([int(first), int(last)])
+                )
+            ).all()
+        }
+        opened, closed = edges[int(first)][0], edges[int(last)][1]
+        return (int(first), opened, high, low, closed, volume, volume_quote, int(count))
+
+    def _read(self, lo: int, hi: int, slice_rows: int) -> Iterator[Unit]:
+        values = VALUES if self.level == self.stored else ROLLUP_VALUES
+        while lo < hi:
+            open_time, bars, where = self._select(lo, hi)
+            query = select(open_time, *values, bars).where(*where).order_by(open_time)
+            rows = fetch_tuples(self.conn, query.limit(slice_rows))
+            yield from rows
+            if len(rows) < slice_rows:
+                return
+            lo = int(rows[-1][0]) + 1
+
+    def count_buckets(
+        self, lo: int, hi: int, step: int, anchor: int, *, as_stored: bool, cap: int | None
+    ) -> tuple[int, int, int] | None:
+        """(how many `step` buckets this level's rows in [lo, hi) fall in, the first and
+        last bucket numbers), or None when there are no rows; `as_stored`: each row is its
+        own bucket, numbered by its open time. With `cap`, counting stops at `cap`
+        buckets, each statement reading at most the rows that many buckets hold."""
+        per_bucket = 1 if as_stored else max(1, step // INTERVAL_MS[self.level])
+        total, first, last = 0, None, None
+        while lo < hi:
+            open_time, _, where = self._select(lo, hi)
+            key = (
+                open_time
+                if as_stored
+                else (open_time - literal(anchor, BigInteger)) // literal(step, BigInteger)
+            )
+            inner = select(key.label("k")).where(*where).order_by(open_time)
+            if cap is not None:
+                inner = inner.limit((cap - total) * per_bucket)
+            sub = inner.subquery()
+            count, low, high, rows = self.conn.execute(
+                select(
+                    func.count(sub.c.k.distinct()),
+                    func.min(sub.c.k),
+                    func.max(sub.c.k),
+                    func.count(),
+                )
+            ).one()
+            if not rows:
+                break
+            total += int(count) - (1 if last is not None and int(low) == last else 0)
+            first = int(low) if first is None else first
+            last = int(high)
+            if cap is None or total >= cap or rows < (cap - total) * per_bucket:
+                break
+            # Rows denser than `per_bucket` per bucket (irregular stored times): go on from
+            # the last bucket read, which may hold more rows.
+            lo = last + 1 if as_stored else last * step + anchor
+        return None if first is None or last is None else (total, first, last)
+
+
+def _buckets(units: Iterator[Unit], interval: str) -> Iterator[dict[str, Any]]:
+    """`interval` bars from time-ordered units (stored bars or rollups), each yielded once
+    complete: open of the first, close of the last, high/low the extremes, volumes summed
+    in order (None when every one is None, as SQL SUM), bars added up."""
+    step, anchor = INTERVAL_MS[interval], anchor_for(interval)
+    current: list[Any] | None = None
+    for t, o, h, lo, c, v, vq, n in units:
+        key = (int(t) - anchor) // step
+        if current is not None and current[0] == key:
+            current[2] = max(current[2], h)
+            current[3] = min(current[3], lo)
+            current[4] = c
+            current[5] = _add(current[5], v)
+            current[6] = _add(current[6], vq)
+            current[7] += int(n)
+            continue
+        if current is not None:
+            yield _bar(current[0] * step + anchor, step, *current[1:])
+        current = [key, o, h, lo, c, v, vq, int(n)]
+    if current is not None:
+        yield _bar(current[0] * step + anchor, step, *current[1:])
+
+
+def _add(total: float | None, value: float | None) -> float | None:
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+def _stored_where(
+    asset_id: int, source: str, stored: str, start_ms: int, end_ms: int
+) -> tuple[Any, ...]:
+    return (
         Candle.asset_id == asset_id,
         Candle.source == source,
         Candle.interval == stored,
         RAW_OPEN_TIME.between(start_ms, end_ms - 1),
     )
-    step, anchor = INTERVAL_MS[interval], anchor_for(interval)
-    if stored == interval:
-        counted = func.count()
-    else:
-        bucket = (RAW_OPEN_TIME - literal(anchor, BigInteger)) // literal(step, BigInteger)
-        counted = func.count(bucket.distinct())
-    bars, first, last = conn.execute(
-        select(counted, func.min(RAW_OPEN_TIME), func.max(RAW_OPEN_TIME)).where(*where)
-    ).one()
-    if not bars:
-        return None
-    if stored != interval:  # the buckets' opens, as candle_page returns them
-        first = (int(first) - anchor) // step * step + anchor
-        last = (int(last) - anchor) // step * step + anchor
-    return int(bars), int(first), int(last)
 
 
-def _resampled(
-    conn: Connection, where: tuple[Any, ...], interval: str, limit: int
-) -> list[dict[str, Any]]:
-    step, anchor = INTERVAL_MS[interval], anchor_for(interval)
-    bucket = ((RAW_OPEN_TIME - literal(anchor, BigInteger)) // literal(step, BigInteger)).label("b")
-    groups = conn.execute(
-        select(
-            bucket,
-            func.min(RAW_OPEN_TIME),
-            func.max(RAW_OPEN_TIME),
-            func.max(Candle.high),
-            func.min(Candle.low),
-            func.sum(Candle.volume),
-            func.sum(Candle.volume_quote),
-            func.count(),
-        )
-        .where(*where)
-        .group_by(bucket)
-        .order_by(bucket)
-        .limit(limit + 1)
-    ).all()
-    if not groups:
-        return []
-    edges = {int(g[1]) for g in groups} | {int(g[2]) for g in groups}
-    prices = {
-        int(t): (o, c)
-        for t, o, c in conn.execute(
-            select(RAW_OPEN_TIME, Candle.open, Candle.close).where(
-                *where,
-                RAW_OPEN_TIME.in_(sorted(edges)),
-            )
-        ).all()
-    }
-    return [
-        _bar(
-            int(b) * step + anchor,
-            step,
-            prices[int(first)][0],
-            high,
-            low,
-            prices[int(last)][1],
-            volume,
-            volume_quote,
-            int(count),
-        )
-        for b, first, last, high, low, volume, volume_quote, count in groups
-    ]
+def _align_up(ms: int, interval: str) -> int:
+    opened = bucket_open(ms, interval)
+    return opened if opened == ms else opened + INTERVAL_MS[interval]
 
 
 def _bar(

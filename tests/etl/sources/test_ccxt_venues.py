@@ -14,6 +14,7 @@ from etl.core.settings import Settings, get_settings
 from etl.pipeline import RunSummary, live_sources, run_pipeline
 from etl.sources.ccxt_venues import VenueSource
 from tests import series_oracle
+from tests.etl.read.rollup_checks import every_rollup_as_resampled
 from tests.helpers import rows, scalar
 from tests.venue_doubles import (
     FAST,
@@ -170,6 +171,8 @@ def test_a_rerun_resumes_from_the_newest_bar_and_changes_nothing(
     assert btc["ticker"]["status"] == "unchanged"  # Bitstamp's own timestamp: same snapshot
     assert scalar(engine, "SELECT count(*) FROM candle") == 60
     assert series_oracle.assert_stored_equals_full_scan(engine) >= 4
+
+    assert every_rollup_as_resampled(engine) > 0
     assert "since" in doubles["kraken"].seen("/0/public/OHLC")[-1].query
     assert "start" in doubles["bitstamp"].seen("/api/v2/ohlc/")[-1].query
 

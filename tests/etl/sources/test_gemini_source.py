@@ -18,6 +18,7 @@ from etl.sources.csv_files import CsvSource
 from etl.sources.gemini import GeminiSource
 from tests import series_oracle
 from tests.databases import REAL
+from tests.etl.read.rollup_checks import every_rollup_as_resampled
 from tests.gemini_double import GeminiDouble, start, stop
 from tests.helpers import rows, scalar
 
@@ -110,6 +111,8 @@ def test_rerun_resumes_from_the_newest_stored_bar(
     assert scalar(engine, "SELECT count(*) FROM candle WHERE interval = '1d'") == 3 * 7
     assert scalar(engine, "SELECT count(*) FROM ticker") == 6  # a snapshot per run and pair
     assert series_oracle.assert_stored_equals_full_scan(engine, "gemini") == 6
+
+    assert every_rollup_as_resampled(engine) > 0  # the grown bar's buckets recomputed
 
 
 def test_gemini_down_leaves_the_run_partial_and_the_history_intact(

@@ -29,6 +29,7 @@ from etl.stream.publish import RedisUpdates
 from etl.stream.worker import PairState, StreamWorker, _ticker
 from tests import series_oracle
 from tests.databases import require_redis
+from tests.etl.read.rollup_checks import every_rollup_as_resampled
 from tests.gemini_double import GeminiDouble, start, stop
 from tests.gemini_ws_double import (
     DROP,
@@ -180,6 +181,8 @@ def test_live_bars_and_tickers_are_stored_and_repeats_change_nothing(
     worker, ws = scenario(settings, engine, rest, prepare, done, on_update=seen.append)
     assert stored(engine) == expected(TRUTH[:5])
     assert series_oracle.assert_stored_equals_full_scan(engine) == 1
+
+    assert every_rollup_as_resampled(engine) > 0  # late and repeated bars included
     [subscribe] = ws.subscriptions  # Cardano has no Gemini pair: BTC only
     assert subscribe["subscriptions"][0] == {"name": "l2", "symbols": ["BTCUSD"]}
     bid, ask, last = rows(

@@ -18,7 +18,7 @@ from alembic import op
 from etl.core.intervals import INTERVAL_MS
 
 revision = "0007_series_stats"
-down_revision = "0005_price_point"
+down_revision = "0006_candle_rollup"
 branch_labels = None
 depends_on = None
 
