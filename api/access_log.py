@@ -5,8 +5,8 @@ filters, python-json-logger), a quarter of a whole cached answer, and the access
 by default. So when the line would only reach our own JSON handler (`configure_logging`'s,
 the usual case), it is written here directly: the same JSON fields in the same order
 (`timestamp` as logging's `asctime`, `level`, `name`, `event`, `run_id`, `request_id`, then
-the request's fields), one `orjson.dumps` (~2 us), and the lines of one turn of the event
-loop in one write to the handler's stream (one system call for many requests under load).
+the request's fields), one `orjson.dumps` (~2 us), and the lines of the last 50 ms (at
+most 256) in one write to the handler's stream (one system call for many requests).
 The finished lines go through the same secret mask as every other line (the path and
 the request id are the client's words). Whenever anything else would see the record
 (LOG_JSON=false, a handler on `api.access` or on the root besides ours, a test's log
@@ -16,9 +16,11 @@ capture), the line goes through `logging` as before.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -27,15 +29,20 @@ from etl.core.log import SecretMask, current_request_id, our_handler
 
 access_log = logging.getLogger("api.access")
 _NO_LOCK = contextlib.nullcontext()
+_LIVE: weakref.WeakSet[AccessLog] = weakref.WeakSet()
 
 
 class AccessLog:
+    FLUSH_SECONDS = 0.05  # a line waits at most this long for its write
+    MAX_PENDING = 256  # or until this many lines wait
+
     def __init__(self, mask: SecretMask) -> None:
         self.mask = mask
         self._second = -1
         self._stamp = ""
         self._pending: list[bytes] = []  # lines of this turn of the event loop
         self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush waits
+        _LIVE.add(self)  # flushed at exit: the last lines of a stopping server
 
     def _timestamp(self, now: float) -> str:
         second = int(now)
@@ -69,12 +76,19 @@ class AccessLog:
         except RuntimeError:  # no loop (a synchronous caller): write it now
             self._flush(handler)
             return
-        if self._flush_loop is not loop:  # the first line of this turn of this loop
+        if len(self._pending) >= self.MAX_PENDING:
+            self._flush(handler)
+        elif self._flush_loop is not loop:  # the first line since the last write
             self._flush_loop = loop
-            loop.call_soon(self._flush, handler)
+            loop.call_later(self.FLUSH_SECONDS, self._flush, handler)
+
+    def flush(self) -> None:
+        handler = our_handler(access_log)
+        if handler is not None:
+            self._flush(handler)
 
     def _flush(self, handler: logging.StreamHandler[Any]) -> None:
-        """The turn's lines in one write (one system call: the stream is line-buffered),
+        """The waiting lines in one write (one system call: the stream is line-buffered),
         through the secret mask the logging handler applies to every finished line (one
         pass for all of them: the path and the request id are the client's words)."""
         lines, self._pending, self._flush_loop = self._pending, [], None
@@ -82,3 +96,9 @@ class AccessLog:
             text = self.mask.clean(b"\n".join(lines).decode()) + "\n"
             with handler.lock or _NO_LOCK:
                 handler.stream.write(text)
+
+
+@atexit.register
+def _flush_all() -> None:
+    for log in list(_LIVE):
+        log.flush()
