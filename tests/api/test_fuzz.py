@@ -30,7 +30,10 @@ def api_schema(api_database: str) -> Iterator[object]:
         stop(double)
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+# The event stream is left out: each generated request holds an open stream until the
+# client gives up (~5 s), 70 s of the suite per database for one route; its parameters and
+# refusals have their own tests (tests/api/test_stream*.py).
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/crypto/stream")
 
 
 @schema.parametrize()
