@@ -181,3 +181,18 @@ def test_rows_written_by_the_real_pipeline_reach_clients(
     assert len(prices) == 1 and prices[0]["symbol"] == BTC and prices[0]["source"] == "gemini"
     assert len(bars) == 3 and {bar["interval"] for bar in bars} == {"1h"}
     assert all(bar["symbol"] == BTC and bar["source"] == "gemini" for bar in bars)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?symbols=" + "x" * 40,
+        "?symbols=BTC;ETH",
+        "?symbols=" + ",".join(["BTC"] * 51),
+        "?token=" + "t" * 600,
+    ],
+)
+def test_bad_stream_parameters_are_a_422_problem_before_any_stream(server: str, query: str) -> None:
+    answer = httpx.get(f"{server}/api/crypto/stream{query}", headers={"X-API-Key": KEY}, timeout=5)
+    assert answer.status_code == 422
+    assert problem(answer)["code"] == "validation_error"
