@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from etl.core.settings import Settings, get_settings
 from etl.db.engine import create_db_engine, migrate
 from tests.databases import postgres_schema
+from tests.venue_doubles import VenueDouble, kraken_and_bitstamp
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +44,10 @@ def engine(settings: Settings) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def doubles() -> Iterator[dict[str, VenueDouble]]:
+    """Kraken and Bitstamp doubles (tests/venue_doubles.py), served for one test."""
+    with kraken_and_bitstamp() as made:
+        yield made

@@ -5,7 +5,6 @@ failing alone, and a re-run changing nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
@@ -19,14 +18,7 @@ from tests.helpers import rows, scalar
 from tests.venue_doubles import (
     FAST,
     VenueDouble,
-    kraken_and_bitstamp,
 )
-
-
-@pytest.fixture
-def doubles() -> Iterator[dict[str, VenueDouble]]:
-    with kraken_and_bitstamp() as made:
-        yield made
 
 
 @pytest.fixture

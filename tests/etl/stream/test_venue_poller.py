@@ -10,7 +10,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
@@ -26,14 +25,7 @@ from tests.venue_doubles import (
     FAST,
     PRICES,
     VenueDouble,
-    kraken_and_bitstamp,
 )
-
-
-@pytest.fixture
-def doubles() -> Iterator[dict[str, VenueDouble]]:
-    with kraken_and_bitstamp() as made:
-        yield made
 
 
 @pytest.fixture
